@@ -1,0 +1,1 @@
+"""Everything that speaks Binance: stream names, WebSocket connections, REST, frame parsing."""

@@ -1,0 +1,1 @@
+"""Everything that speaks Kafka: the producer with its accounting, and topic seeding."""
