@@ -1,0 +1,3 @@
+"""Fixtures shared by every test tree; each lives in a plugin module named after what it provides."""
+
+pytest_plugins = ["tests.kafka_fixture", "tests.sim_fixture"]
