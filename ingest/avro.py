@@ -1,0 +1,238 @@
+"""Avro for the worker: load schemas/ once, register them in the Schema Registry, encode with Confluent framing.
+
+Why it looks like this:
+
+* Schemas are files (schemas/*.avsc) so they are reviewed like code and checked in CI with
+  ``ingest schemas check``. They are read and ``fastavro.parse_schema``-d once per process.
+* The registry speaks the Confluent API (Confluent or Apicurio's ``/apis/ccompat/v7``); subjects follow
+  TopicNameStrategy (``<topic>-value``) with BACKWARD compatibility, so Java/Kafka Streams consumers with
+  stock Confluent deserializers read our records.
+* Encoding is the hot path: an ``Encoder`` holds the parsed schema, the precomputed 5-byte prefix
+  (magic byte 0 + big-endian schema id) and one reused buffer; ``encode`` does no schema work at all.
+* A registry that is down at start must not crash-loop the pod: ``retry_with_backoff`` keeps trying with
+  capped exponential backoff and full jitter, logging one clear line per attempt. Errors the registry
+  answers on purpose (incompatible schema, bad credentials) are not retried: retrying cannot fix them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+
+try:  # the HTTP library confluent-kafka's registry client uses: httpx2 when installed, else httpx
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - depends on the installed confluent-kafka
+    import httpx as _http
+
+log = logging.getLogger(__name__)
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_FILES = {"miniticker": "MiniTicker.avsc", "ticker": "Ticker.avsc", "symbols": "SymbolInfo.avsc"}
+"""Topic kind -> the value schema registered for it. DeadLetter.avsc is documentation only (docs/schemas.md):
+the dead-letter topic carries raw bytes."""
+COMPATIBILITY = "BACKWARD"
+MAGIC_BYTE = 0
+
+T = TypeVar("T")
+
+
+@cache
+def load_schema(kind: str) -> dict:
+    """The JSON of a kind's schema file (``miniticker``, ``ticker``, ``symbols``), read once."""
+    try:
+        name = SCHEMA_FILES[kind]
+    except KeyError:
+        raise ValueError(f"no schema for topic kind {kind!r}; known: {', '.join(SCHEMA_FILES)}") from None
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+@cache
+def parsed_schema(kind: str) -> dict:
+    """The fastavro-parsed schema of a kind, parsed once per process."""
+    return fastavro.parse_schema(load_schema(kind))
+
+
+def subject_for(topic: str) -> str:
+    """TopicNameStrategy: the value schema of ``topic`` lives under ``<topic>-value``."""
+    return f"{topic}-value"
+
+
+class Encoder:
+    """Encode records of one schema into Confluent-framed Avro; one instance per topic, reused forever.
+
+    Not thread-safe (one shared buffer): the worker encodes on its event loop thread only.
+    """
+
+    def __init__(self, schema: dict, schema_id: int) -> None:
+        if not 0 <= schema_id < 2**31:
+            raise ValueError(f"schema id out of range: {schema_id}")
+        self.schema = schema if "__fastavro_parsed" in schema else fastavro.parse_schema(schema)
+        self.schema_id = schema_id
+        self.prefix = bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
+        self._buffer = BytesIO()
+
+    def encode(self, value: dict) -> bytes:
+        """One record -> ``0x00 | schema id (4 bytes, big endian) | Avro binary body``."""
+        buf = self._buffer
+        buf.seek(0)
+        buf.truncate()
+        buf.write(self.prefix)
+        fastavro.schemaless_writer(buf, self.schema, value)
+        return buf.getvalue()
+
+    def encode_many(self, values: list[dict]) -> list[bytes]:
+        """Encode a whole frame's records in one call (no per-record method lookups)."""
+        buf = self._buffer
+        prefix = self.prefix
+        schema = self.schema
+        write = fastavro.schemaless_writer
+        out = []
+        for value in values:
+            buf.seek(0)
+            buf.truncate()
+            buf.write(prefix)
+            write(buf, schema, value)
+            out.append(buf.getvalue())
+        return out
+
+
+def split_framing(data: bytes) -> tuple[int, bytes]:
+    """Confluent-framed bytes -> (schema id, Avro body); raises ValueError if the framing is wrong."""
+    if len(data) < 5 or data[0] != MAGIC_BYTE:
+        raise ValueError("not Confluent-framed Avro (magic byte 0 + 4-byte schema id expected)")
+    return int.from_bytes(data[1:5], "big"), data[5:]
+
+
+def make_client(url: str, user_info: str = "", *, max_retries: int = 1) -> SchemaRegistryClient:
+    """A registry client; few internal retries because ``retry_with_backoff`` owns the waiting and logging."""
+    conf: dict[str, Any] = {"url": url, "max.retries": max_retries, "retries.wait.ms": 200,
+                            "retries.max.wait.ms": 1000}
+    if user_info:
+        conf["basic.auth.credentials.source"] = "USER_INFO"
+        conf["basic.auth.user.info"] = user_info
+    return SchemaRegistryClient(conf)
+
+
+def schema_for_registry(kind: str) -> Schema:
+    return Schema(json.dumps(load_schema(kind), separators=(",", ":")), "AVRO")
+
+
+def register_schemas(client: SchemaRegistryClient, topic_for_kind: dict[str, str]) -> dict[str, Encoder]:
+    """Set BACKWARD on each ``<topic>-value`` subject, register the local schema, return an Encoder per kind.
+
+    Registering an identical schema again returns the existing id, so this is safe on every start. The
+    compatibility level is set first so that a changed schema is checked against BACKWARD, whatever the
+    registry's global default is.
+    """
+    encoders: dict[str, Encoder] = {}
+    for kind, topic in topic_for_kind.items():
+        subject = subject_for(topic)
+        client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
+        schema_id = client.register_schema(subject, schema_for_registry(kind))
+        log.info("schema %s registered under %s with id %d (compatibility %s)",
+                 SCHEMA_FILES[kind], subject, schema_id, COMPATIBILITY)
+        encoders[kind] = Encoder(parsed_schema(kind), schema_id)
+    return encoders
+
+
+@dataclass(frozen=True)
+class CompatibilityResult:
+    kind: str
+    subject: str
+    status: str  # "compatible" | "incompatible" | "new"
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "incompatible"
+
+
+def check_compatibility(client: SchemaRegistryClient, topic_for_kind: dict[str, str]) -> list[CompatibilityResult]:
+    """Ask the registry whether each local schema may be registered under its subject (latest version).
+
+    A subject the registry does not know yet is ``new``: registering it cannot break anyone.
+    """
+    results = []
+    for kind, topic in topic_for_kind.items():
+        subject = subject_for(topic)
+        try:
+            compatible = client.test_compatibility(subject, schema_for_registry(kind), version="latest")
+            status = "compatible" if compatible else "incompatible"
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != 404:
+                raise
+            status = "new"  # 40401 subject not found / 40402 version not found
+        results.append(CompatibilityResult(kind, subject, status))
+    return results
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Worth retrying: the registry is unreachable or failing (5xx), not refusing us on purpose (4xx)."""
+    if isinstance(exc, _http.TransportError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, SchemaRegistryError):
+        return exc.http_status_code in (-1, 408, 429) or exc.http_status_code >= 500
+    return False
+
+
+def _delays(initial_s: float, max_s: float) -> Callable[[int], float]:
+    def delay(attempt: int) -> float:  # full jitter: spreads restarts of many pods
+        return random.uniform(0, min(max_s, initial_s * 2 ** min(attempt, 30)))
+    return delay
+
+
+def retry_with_backoff(fn: Callable[[], T], *, what: str, initial_s: float = 1.0, max_s: float = 60.0,
+                       deadline_s: float | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn`` until it succeeds; retry only ``is_retryable`` errors, with capped exponential backoff.
+
+    ``deadline_s`` (None = forever) bounds the total time; then the last error is raised.
+    """
+    delay = _delays(initial_s, max_s)
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            wait = delay(attempt)
+            attempt += 1
+            if deadline_s is not None and time.monotonic() - start + wait > deadline_s:
+                raise
+            log.warning("%s failed (attempt %d): %s: %s; retrying in %.1f s",
+                        what, attempt, type(exc).__name__, exc, wait)
+            sleep(wait)
+
+
+async def retry_with_backoff_async(fn: Callable[[], T], *, what: str, initial_s: float = 1.0,
+                                   max_s: float = 60.0, deadline_s: float | None = None,
+                                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+    """``retry_with_backoff`` for the event loop: ``fn`` (blocking registry calls) runs in a thread."""
+    delay = _delays(initial_s, max_s)
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return await asyncio.to_thread(fn)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            wait = delay(attempt)
+            attempt += 1
+            if deadline_s is not None and time.monotonic() - start + wait > deadline_s:
+                raise
+            log.warning("%s failed (attempt %d): %s: %s; retrying in %.1f s",
+                        what, attempt, type(exc).__name__, exc, wait)
+            await sleep(wait)

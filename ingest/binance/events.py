@@ -1,0 +1,322 @@
+"""Binance frames -> Avro-ready ticker records, validated strictly, decimals kept as the exact strings sent.
+
+Why it looks like this:
+
+* The pipeline receives ~2,000-ticker arrays once a second per stream, so a frame is parsed with ONE
+  ``orjson.loads`` and every ticker becomes its Avro dict in one step (a dict literal in a loop), with
+  no per-record objects or layers. Checking is split: a fast path checks types and the decimal grammar of
+  a whole ticker at once (one regex over the joined decimal strings); only a ticker that fails goes
+  through the slow, field-by-field diagnosis that names the reason.
+* Nothing here raises on bad input. A broken frame becomes one ``Reject`` carrying its raw bytes; a broken
+  ticker inside a good array becomes a ``Reject`` for that ticker alone (its JSON re-serialized by orjson:
+  same keys, order and strings) and the rest of the array still flows.
+* Decimals stay strings (decision and numbers in docs/schemas.md): the exact text Binance sent is what we
+  write. Each one must still match ``-?[0-9]{1,30}(.[0-9]{1,8})?`` so every consumer can convert it to
+  DECIMAL(38,8) without loss; a value outside that is rejected (``decimal_out_of_range``), never rounded.
+* Types are strict because Binance's are fixed: decimals are JSON strings, times/ids/counts JSON integers
+  (``bool`` is not accepted as an integer), and integers must fit an Avro long.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+MINITICKER = "miniticker"
+TICKER = "ticker"
+EVENT_KIND = {"24hrMiniTicker": MINITICKER, "24hrTicker": TICKER}
+KIND_EVENT = {kind: event for event, kind in EVENT_KIND.items()}
+REST_STREAM = "rest:ticker/24hr"
+
+MAX_INTEGER_DIGITS = 30
+MAX_SCALE = 8
+"""Decimal strings must fit DECIMAL(38, 8): Binance sends at most 8 decimals."""
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+_DECIMAL = rf"-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MAX_SCALE}}})?"
+_DECIMAL_RE = re.compile(_DECIMAL)
+_DECIMAL_SYNTAX_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # well-formed, whatever its size
+
+# (Binance key, Avro field) in Binance's payload order. Decimal fields first, then the integer ones.
+MINI_DECIMALS = (("c", "close_price"), ("o", "open_price"), ("h", "high_price"), ("l", "low_price"),
+                 ("v", "base_volume"), ("q", "quote_volume"))
+TICKER_DECIMALS = (("p", "price_change"), ("P", "price_change_percent"), ("w", "weighted_avg_price"),
+                   ("x", "first_trade_price"), ("c", "close_price"), ("Q", "last_quantity"),
+                   ("b", "best_bid_price"), ("B", "best_bid_qty"), ("a", "best_ask_price"), ("A", "best_ask_qty"),
+                   ("o", "open_price"), ("h", "high_price"), ("l", "low_price"), ("v", "base_volume"),
+                   ("q", "quote_volume"))
+TICKER_INTEGERS = (("O", "stats_open_time"), ("C", "stats_close_time"), ("F", "first_trade_id"),
+                   ("L", "last_trade_id"), ("n", "trade_count"))
+_SPEC = {MINITICKER: (MINI_DECIMALS, ()), TICKER: (TICKER_DECIMALS, TICKER_INTEGERS)}
+_ALL_DECIMALS_RE = {kind: re.compile(r"\|".join([_DECIMAL] * len(spec[0]))) for kind, spec in _SPEC.items()}
+
+# GET /api/v3/ticker/24hr entry key -> stream key. prevClosePrice is the price of trade F-1, i.e. 'x'.
+REST_TO_STREAM = {"symbol": "s", "priceChange": "p", "priceChangePercent": "P", "weightedAvgPrice": "w",
+                  "prevClosePrice": "x", "lastPrice": "c", "lastQty": "Q", "bidPrice": "b", "bidQty": "B",
+                  "askPrice": "a", "askQty": "A", "openPrice": "o", "highPrice": "h", "lowPrice": "l",
+                  "volume": "v", "quoteVolume": "q", "openTime": "O", "closeTime": "C", "firstId": "F",
+                  "lastId": "L", "count": "n"}
+_STREAM_TO_REST = {v: k for k, v in REST_TO_STREAM.items()} | {"E": "closeTime"}
+
+
+class TickerRecord(NamedTuple):
+    """One record for the ``miniticker`` or ``ticker`` topic; ``value`` is ready for the Avro encoder."""
+
+    kind: str
+    symbol: str
+    event_time_ms: int
+    value: dict
+
+
+class Reject(NamedTuple):
+    """Something that must go to the dead-letter topic, with the bytes to put there."""
+
+    reason: str
+    stream: str
+    raw: bytes
+    symbol: str | None
+    detail: str = ""
+
+
+class FrameResult(NamedTuple):
+    """Everything one frame produced; ``control`` is a method reply such as ``{"result": null, "id": 1}``."""
+
+    stream: str
+    records: list[TickerRecord]
+    rejects: list[Reject]
+    control: dict | None
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_frame(payload: bytes | bytearray | memoryview | str, *, default_stream: str, connection_id: str,
+                ingest_time_us: int, max_frame_bytes: int) -> FrameResult:
+    """Turn one WebSocket text frame into records, rejects and/or a control reply. Never raises.
+
+    ``default_stream`` names the stream of raw (non-combined) connections; a combined-stream wrapper
+    ``{"stream": ..., "data": ...}`` names its own. For ``str`` payloads the size limit counts characters.
+    """
+    stream = default_stream
+    if len(payload) > max_frame_bytes:
+        return _frame_reject("frame_too_large", stream, payload, f"{len(payload)} > {max_frame_bytes}")
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return _frame_reject(_undecodable_reason(payload), stream, payload, str(exc)[:200])
+
+    if type(obj) is dict:
+        if "data" in obj and "stream" in obj:
+            stream = obj["stream"]
+            if type(stream) is not str:
+                return _frame_reject("wrong_type", default_stream, payload, "stream: expected a string")
+            obj = obj["data"]
+        elif "id" in obj and ("result" in obj or "error" in obj) and "e" not in obj:
+            return FrameResult(stream, [], [], obj)
+
+    records: list[TickerRecord] = []
+    rejects: list[Reject] = []
+    if type(obj) is list:
+        _parse_tickers(obj, stream, connection_id, ingest_time_us, "websocket", records, rejects)
+    elif type(obj) is dict:
+        _parse_tickers((obj,), stream, connection_id, ingest_time_us, "websocket", records, rejects)
+        if rejects:  # a single-object frame: dead-letter the frame exactly as received
+            rejects = [rejects[0]._replace(raw=_raw_bytes(payload))]
+    else:
+        return _frame_reject("not_an_object", stream, payload, f"frame is a JSON {type(obj).__name__}")
+    return FrameResult(stream, records, rejects, None)
+
+
+def snapshot_records(entries: list[dict], *, kinds: set[str], ingest_time_us: int,
+                     stream: str = REST_STREAM) -> tuple[list[TickerRecord], list[Reject]]:
+    """GET /api/v3/ticker/24hr entries -> records marked ``rest_snapshot``, one per entry and kind.
+
+    The event time is the entry's ``closeTime``; the fields are the stream's (``lastPrice`` becomes
+    ``close_price`` and so on, see ``REST_TO_STREAM``), so consumers read one shape whatever the source.
+    """
+    unknown = set(kinds) - set(KIND_EVENT)
+    if unknown:
+        raise ValueError(f"unknown ticker kinds: {sorted(unknown)}")
+    records: list[TickerRecord] = []
+    rejects: list[Reject] = []
+    for kind in (MINITICKER, TICKER):
+        if kind not in kinds:
+            continue
+        event = KIND_EVENT[kind]
+        translated = []
+        for entry in entries:
+            if type(entry) is not dict:
+                translated.append(entry)
+                continue
+            item = {REST_TO_STREAM[k]: v for k, v in entry.items() if k in REST_TO_STREAM}
+            item["e"] = event
+            if "closeTime" in entry:
+                item["E"] = entry["closeTime"]
+            translated.append(item)
+        kind_rejects: list[Reject] = []
+        _parse_tickers(translated, stream, None, ingest_time_us, "rest_snapshot", records, kind_rejects, entries)
+        rejects.extend(r._replace(detail=_rest_names(r.detail)) for r in kind_rejects)
+    return records, rejects
+
+
+def _rest_names(detail: str) -> str:
+    """Name the offending field as REST does (``lastPrice``), not as the stream does (``c``)."""
+    key, sep, rest = detail.partition(":")
+    return _STREAM_TO_REST.get(key, key) + sep + rest if sep else detail
+
+
+def _parse_tickers(items: Sequence[Any], stream: str, connection_id: str | None, ingest_time_us: int,
+                   source: str, records: list[TickerRecord], rejects: list[Reject],
+                   originals: Sequence[Any] | None = None) -> None:
+    """The hot loop: one dict per ticker, fast checks, slow diagnosis only for a ticker that fails.
+
+    ``originals`` are the items as received when ``items`` were translated (REST): rejects carry those.
+    """
+    mini_ok = _ALL_DECIMALS_RE[MINITICKER].fullmatch
+    ticker_ok = _ALL_DECIMALS_RE[TICKER].fullmatch
+    append = records.append
+    for index, item in enumerate(items):
+        try:
+            event = item["e"]
+            if event == "24hrMiniTicker":
+                event_time, symbol = item["E"], item["s"]
+                c, o, h, low, v, q = item["c"], item["o"], item["h"], item["l"], item["v"], item["q"]
+                if (type(event_time) is int and 0 <= event_time <= LONG_MAX and type(symbol) is str and symbol
+                        and mini_ok("|".join((c, o, h, low, v, q)))):
+                    append(TickerRecord(MINITICKER, symbol, event_time, {
+                        "event_type": event, "event_time": event_time, "symbol": symbol,
+                        "close_price": c, "open_price": o, "high_price": h, "low_price": low,
+                        "base_volume": v, "quote_volume": q,
+                        "ingest_time": ingest_time_us, "source": source, "stream": stream,
+                        "connection_id": connection_id,
+                    }))
+                    continue
+            elif event == "24hrTicker":
+                event_time, symbol = item["E"], item["s"]
+                open_time, close_time, first_id, last_id, count = item["O"], item["C"], item["F"], item["L"], item["n"]
+                decimals = (item["p"], item["P"], item["w"], item["x"], item["c"], item["Q"], item["b"], item["B"],
+                            item["a"], item["A"], item["o"], item["h"], item["l"], item["v"], item["q"])
+                if (type(event_time) is int and type(open_time) is int and type(close_time) is int
+                        and type(first_id) is int and type(last_id) is int and type(count) is int
+                        and 0 <= event_time <= LONG_MAX
+                        and min(open_time, close_time, first_id, last_id, count) >= LONG_MIN
+                        and max(open_time, close_time, first_id, last_id, count) <= LONG_MAX
+                        and type(symbol) is str and symbol and ticker_ok("|".join(decimals))):
+                    p, pp, w, x, c, q_, b, bq, a, aq, o, h, low, v, q = decimals
+                    append(TickerRecord(TICKER, symbol, event_time, {
+                        "event_type": event, "event_time": event_time, "symbol": symbol,
+                        "price_change": p, "price_change_percent": pp, "weighted_avg_price": w,
+                        "first_trade_price": x, "close_price": c, "last_quantity": q_, "best_bid_price": b,
+                        "best_bid_qty": bq, "best_ask_price": a, "best_ask_qty": aq, "open_price": o,
+                        "high_price": h, "low_price": low, "base_volume": v, "quote_volume": q,
+                        "stats_open_time": open_time, "stats_close_time": close_time, "first_trade_id": first_id,
+                        "last_trade_id": last_id, "trade_count": count,
+                        "ingest_time": ingest_time_us, "source": source, "stream": stream,
+                        "connection_id": connection_id,
+                    }))
+                    continue
+        except (KeyError, TypeError):
+            pass  # diagnosed below
+        reason, detail = _diagnose(item)
+        symbol = item.get("s") if type(item) is dict else None
+        original = item if originals is None else originals[index]
+        rejects.append(Reject(reason, stream, _dumps(original), symbol if type(symbol) is str else None, detail))
+
+
+def _diagnose(item: Any) -> tuple[str, str]:
+    """Name the first problem of a ticker the fast path refused (slow path, runs only for bad tickers)."""
+    if type(item) is not dict:
+        return "not_an_object", f"expected a JSON object, got {_json_type(item)}"
+    try:
+        event = _field(item, "e", str)
+        kind = EVENT_KIND.get(event)
+        if kind is None:
+            return "unknown_event_type", f"e:{event[:40]}"
+        event_time = _field(item, "E", int)
+        if event_time < 0:
+            raise _Invalid("wrong_type", "E: negative event time")
+        if not _field(item, "s", str):
+            raise _Invalid("wrong_type", "s: empty symbol")
+        decimals, integers = _SPEC[kind]
+        for key, _ in integers:
+            _field(item, key, int)
+        for key, _ in decimals:
+            check_decimal(_field(item, key, str), key)
+    except _Invalid as exc:
+        return exc.reason, exc.detail
+    return "wrong_type", "unexpected value"  # unreachable when the fast and slow checks agree
+
+
+def _field(item: dict, key: str, expected: type) -> Any:
+    if key not in item:
+        raise _Invalid("missing_field", f"{key}:")
+    value = item[key]
+    if type(value) is not expected:
+        raise _Invalid("wrong_type", f"{key}: expected {_json_type(expected())}, got {_json_type(value)}")
+    if expected is int and not LONG_MIN <= value <= LONG_MAX:
+        raise _Invalid("wrong_type", f"{key}: integer does not fit a 64-bit long")
+    return value
+
+
+def check_decimal(text: str, key: str = "value") -> str:
+    """Return ``text`` if it is a decimal that fits DECIMAL(38, 8); raise with the reject reason if not."""
+    if _DECIMAL_RE.fullmatch(text):
+        return text
+    if _DECIMAL_SYNTAX_RE.fullmatch(text):
+        raise _Invalid("decimal_out_of_range", f"{key}: {text[:60]!r} needs more than {MAX_SCALE} decimals "
+                       f"or {MAX_INTEGER_DIGITS} integer digits")
+    raise _Invalid("invalid_decimal", f"{key}: {text[:60]!r} is not a decimal number")
+
+
+def dead_letter_headers(reject: Reject, received_time_us: int,
+                        connection_id: str | None = None) -> list[tuple[str, bytes]]:
+    """Kafka headers of a dead-letter record (documented by schemas/DeadLetter.avsc); the value is ``raw``."""
+    headers = [("reason", reject.reason.encode()), ("stream", reject.stream.encode()),
+               ("received_time", str(received_time_us).encode())]
+    if reject.symbol is not None:
+        headers.append(("symbol", reject.symbol.encode()))
+    if connection_id is not None:
+        headers.append(("connection_id", connection_id.encode()))
+    if reject.detail:
+        headers.append(("detail", reject.detail.encode("utf-8", "backslashreplace")))
+    return headers
+
+
+def _frame_reject(reason: str, stream: str, payload: Any, detail: str) -> FrameResult:
+    return FrameResult(stream, [], [Reject(reason, stream, _raw_bytes(payload), None, detail)], None)
+
+
+def _undecodable_reason(payload: Any) -> str:
+    try:
+        if isinstance(payload, str):
+            payload.encode("utf-8")
+        else:
+            bytes(payload).decode("utf-8")
+    except UnicodeError:
+        return "invalid_utf8"
+    return "invalid_json"
+
+
+def _raw_bytes(payload: Any) -> bytes:
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogatepass")  # a lone surrogate stays visible in the dead letter
+    return bytes(payload)
+
+
+def _dumps(item: Any) -> bytes:
+    try:
+        return orjson.dumps(item)
+    except TypeError:  # cannot happen for orjson-parsed input; keep the never-raise promise anyway
+        return repr(item).encode("utf-8", "backslashreplace")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
