@@ -320,3 +320,73 @@ def _dumps(item: Any) -> bytes:
 def _json_type(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
+
+
+# exchangeInfo symbol key -> SymbolInfo field, for the attributes the schema models one by one.
+_SYMBOL_REQUIRED = {"symbol": ("symbol", str), "status": ("status", str), "baseAsset": ("base_asset", str),
+                    "baseAssetPrecision": ("base_asset_precision", int), "quoteAsset": ("quote_asset", str),
+                    "quotePrecision": ("quote_precision", int),
+                    "quoteAssetPrecision": ("quote_asset_precision", int)}
+_SYMBOL_OPTIONAL = {"baseCommissionPrecision": ("base_commission_precision", int),
+                    "quoteCommissionPrecision": ("quote_commission_precision", int),
+                    "isSpotTradingAllowed": ("is_spot_trading_allowed", bool),
+                    "isMarginTradingAllowed": ("is_margin_trading_allowed", bool)}
+_SYMBOL_LISTS = {"orderTypes": "order_types", "permissions": "permissions"}
+
+
+class RecordError(ValueError):
+    """An exchangeInfo symbol that cannot become a SymbolInfo record; ``reason`` is a dead-letter reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def symbol_info_value(entry: dict, *, first_seen_ms: int, last_seen_ms: int, ingest_time_us: int) -> dict:
+    """One exchangeInfo ``symbols[]`` entry -> a SymbolInfo Avro dict; raises ``RecordError`` if malformed.
+
+    Nothing is dropped: modelled attributes get fields, other booleans go to ``flags``, anything else to
+    ``other_fields`` as JSON text, and every filter is kept whole with its values as strings.
+    """
+    if type(entry) is not dict:
+        raise RecordError("not_an_object", f"symbol entry is a JSON {_json_type(entry)}")
+    try:
+        value: dict[str, Any] = {name: _field(entry, key, kind) for key, (name, kind) in _SYMBOL_REQUIRED.items()}
+        for key, (name, kind) in _SYMBOL_OPTIONAL.items():
+            value[name] = _field(entry, key, kind) if entry.get(key) is not None else None
+        for key, name in _SYMBOL_LISTS.items():
+            value[name] = _string_list(entry.get(key, []), key)
+        sets = entry.get("permissionSets", [])
+        if type(sets) is not list:
+            raise _Invalid("wrong_type", "permissionSets: expected an array")
+        value["permission_sets"] = [_string_list(s, "permissionSets") for s in sets]
+        value["filters"] = _filters(entry.get("filters", []))
+    except _Invalid as exc:
+        raise RecordError(exc.reason, exc.detail) from None
+    modelled = set(_SYMBOL_REQUIRED) | set(_SYMBOL_OPTIONAL) | set(_SYMBOL_LISTS) | {"permissionSets", "filters"}
+    value["flags"] = {k: v for k, v in entry.items() if k not in modelled and type(v) is bool}
+    value["other_fields"] = {k: orjson.dumps(v).decode() for k, v in entry.items()
+                             if k not in modelled and type(v) is not bool}
+    value["first_seen"] = first_seen_ms
+    value["last_seen"] = last_seen_ms
+    value["ingest_time"] = ingest_time_us
+    return value
+
+
+def _string_list(value: Any, key: str) -> list[str]:
+    if type(value) is not list or any(type(v) is not str for v in value):
+        raise _Invalid("wrong_type", f"{key}: expected an array of strings")
+    return value
+
+
+def _filters(filters: Any) -> list[dict]:
+    if type(filters) is not list:
+        raise _Invalid("wrong_type", "filters: expected an array")
+    out = []
+    for f in filters:
+        if type(f) is not dict or type(f.get("filterType")) is not str:
+            raise _Invalid("wrong_type", "filters: each filter must be an object with a string filterType")
+        params = {k: v if type(v) is str else orjson.dumps(v).decode() for k, v in f.items() if k != "filterType"}
+        out.append({"filter_type": f["filterType"], "params": params})
+    return out
