@@ -1,0 +1,57 @@
+"""``ingest topics seed``: create/check the topics and publish exchangeInfo's symbols, then exit.
+
+The same steps run at every worker start; this command exists for CI/CD (the Helm pre-install hook), so
+topics exist with the right configs before any worker produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from ingest import avro
+from ingest import config as config_mod
+from ingest.binance.rest import RestClient
+from ingest.kafka.producer import KafkaSink
+from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, publish_symbols
+from ingest.logs import setup_logging
+
+log = logging.getLogger("ingest.topics")
+
+OPTIONS = ("bootstrap_servers", "schema_registry_url", "schema_registry_user_info", "rest_url", "topic_prefix",
+           "topic_partitions", "topic_replication_factor", "ticker_retention_ms", "kafka_properties_file",
+           "log_format", "log_level")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("seed",))
+    parser.add_argument("--strict", action="store_true", help="exit 1 when an existing topic's config differs")
+    config_mod.add_arguments(parser, OPTIONS)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args)
+    config_mod.require_kafka(settings)
+    setup_logging(settings.log_format, settings.log_level)
+    return asyncio.run(_seed(settings, args.strict))
+
+
+async def _seed(settings: config_mod.Settings, strict: bool) -> int:
+    warnings = ensure_topics(admin_client(settings), settings)
+    client = avro.make_client(settings.schema_registry_url, settings.schema_registry_user_info)
+    encoders = avro.register_schemas(client, {"symbols": settings.topic("symbols")})
+    info = await RestClient(settings).exchange_info()
+    known = KnownSymbols()
+    changes = known.update(info)
+    sink = KafkaSink(settings)
+    await publish_symbols(sink, encoders["symbols"], settings, known, changes.changed)
+    remaining = sink.flush(60)
+    print(f"topics ready under prefix {settings.topic_prefix!r}; {len(changes.changed)} symbols published "
+          f"to {settings.topic('symbols')}; {len(warnings)} config warnings")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    if remaining:
+        print(f"error: {remaining} symbol records not acknowledged")
+        return 1
+    return 1 if strict and warnings else 0
