@@ -7,7 +7,24 @@ sets or from the configured stream list, never from symbols.
 
 from __future__ import annotations
 
+import json
+import logging
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 PREFIX = "binance_ingest_"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -18,7 +35,9 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 # Producer delivery latency is the librdkafka part only: sub-millisecond to tens of seconds.
 PRODUCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-BUILD_INFO = Info(PREFIX + "build", "Version of the running worker.", registry=REGISTRY)
+BUILD_INFO = Info(PREFIX + "build", "Version of the running worker, Python and librdkafka (value always 1).",
+                  registry=REGISTRY)
+BUILD_INFO_LABELS = ("version", "python", "librdkafka")
 
 WS_CONNECTED = Gauge(PREFIX + "ws_connected", "Open WebSocket connections that delivered data.",
                      registry=REGISTRY)
@@ -70,3 +89,283 @@ REST_WEIGHT_LIMIT = Gauge(PREFIX + "rest_weight_limit", "Request weight allowed 
 SHARDS_OWNED = Gauge(PREFIX + "shards_owned", "Shards this replica streams (1 when not sharded).",
                      registry=REGISTRY)
 READY = Gauge(PREFIX + "ready", "1 when connected to Binance and producing to Kafka.", registry=REGISTRY)
+
+# --- librdkafka statistics ------------------------------------------------------------------------------------------
+# The producer passes librdkafka's stats_cb JSON (statistics.interval.ms) to observe_librdkafka_stats(). Those numbers
+# are snapshots owned by librdkafka (its counters are cumulative since the client started), so they are exported by a
+# collector that re-emits the newest snapshot on every scrape: brokers that left the cluster disappear with it, and
+# librdkafka's cumulative counters stay counters (Prometheus' rate() handles the reset when the producer restarts).
+
+
+@dataclass(frozen=True)
+class StatsMetric:
+    """One metric derived from librdkafka statistics: its name, type, labels and help line."""
+
+    name: str
+    kind: str  # "gauge" or "counter"
+    labels: tuple[str, ...]
+    doc: str
+
+
+LIBRDKAFKA_METRICS: tuple[StatsMetric, ...] = (
+    StatsMetric(PREFIX + "kafka_producer_queue_messages", "gauge", (),
+                "Messages in librdkafka's producer queue (msg_cnt): waiting to be sent or acknowledged."),
+    StatsMetric(PREFIX + "kafka_producer_queue_bytes", "gauge", (),
+                "Bytes in librdkafka's producer queue (msg_size)."),
+    StatsMetric(PREFIX + "kafka_producer_queue_max_messages", "gauge", (),
+                "Capacity of librdkafka's producer queue in messages (msg_max, queue.buffering.max.messages)."),
+    StatsMetric(PREFIX + "kafka_producer_queue_max_bytes", "gauge", (),
+                "Capacity of librdkafka's producer queue in bytes (msg_size_max)."),
+    StatsMetric(PREFIX + "kafka_stats_timestamp_seconds", "gauge", (),
+                "Wall-clock time of the newest librdkafka statistics snapshot (shows when stats stop arriving)."),
+    StatsMetric(PREFIX + "kafka_broker_up", "gauge", ("broker",),
+                "1 when librdkafka's connection to the broker is in state UP, else 0."),
+    StatsMetric(PREFIX + "kafka_broker_rtt_seconds", "gauge", ("broker", "stat"),
+                "Broker round-trip time over the last statistics window; stat is avg, p50 or p99."),
+    StatsMetric(PREFIX + "kafka_broker_outbuf_messages", "gauge", ("broker",),
+                "Messages waiting in librdkafka's send buffer for the broker (outbuf_msg_cnt)."),
+    StatsMetric(PREFIX + "kafka_broker_inflight_messages", "gauge", ("broker",),
+                "Messages sent to the broker and awaiting a response (waitresp_msg_cnt)."),
+    StatsMetric(PREFIX + "kafka_broker_tx_errors_total", "counter", ("broker",),
+                "Transmission errors towards the broker (txerrs)."),
+    StatsMetric(PREFIX + "kafka_broker_tx_retries_total", "counter", ("broker",),
+                "Requests re-sent to the broker (txretries)."),
+    StatsMetric(PREFIX + "kafka_broker_request_timeouts_total", "counter", ("broker",),
+                "Requests to the broker that timed out (req_timeouts)."),
+    StatsMetric(PREFIX + "kafka_broker_disconnects_total", "counter", ("broker",),
+                "Connections to the broker that were lost (disconnects)."),
+)
+_STATS_BY_NAME = {m.name: m for m in LIBRDKAFKA_METRICS}
+_RTT_STATS = ("avg", "p50", "p99")
+_TOP_LEVEL = {  # metric name -> key in the top-level statistics object
+    PREFIX + "kafka_producer_queue_messages": "msg_cnt",
+    PREFIX + "kafka_producer_queue_bytes": "msg_size",
+    PREFIX + "kafka_producer_queue_max_messages": "msg_max",
+    PREFIX + "kafka_producer_queue_max_bytes": "msg_size_max",
+}
+_PER_BROKER = {  # metric name -> key in each brokers[...] object
+    PREFIX + "kafka_broker_outbuf_messages": "outbuf_msg_cnt",
+    PREFIX + "kafka_broker_inflight_messages": "waitresp_msg_cnt",
+    PREFIX + "kafka_broker_tx_errors_total": "txerrs",
+    PREFIX + "kafka_broker_tx_retries_total": "txretries",
+    PREFIX + "kafka_broker_request_timeouts_total": "req_timeouts",
+    PREFIX + "kafka_broker_disconnects_total": "disconnects",
+}
+
+
+def _family(spec: StatsMetric) -> GaugeMetricFamily | CounterMetricFamily:
+    if spec.kind == "counter":
+        return CounterMetricFamily(spec.name, spec.doc, labels=spec.labels)
+    return GaugeMetricFamily(spec.name, spec.doc, labels=spec.labels)
+
+
+class LibrdkafkaStatsCollector(Collector):
+    """Exports the newest librdkafka statistics snapshot; thread-safe because stats_cb runs in poll()'s thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, Any] | None = None
+        self._received_at = 0.0
+
+    def update(self, stats: dict[str, Any]) -> None:
+        with self._lock:
+            self._stats = stats
+            self._received_at = time.time()
+
+    def reset(self) -> None:
+        """Forget the snapshot (tests, or a producer that was closed for good)."""
+        with self._lock:
+            self._stats = None
+
+    def describe(self) -> list[Metric]:
+        return [_family(spec) for spec in LIBRDKAFKA_METRICS]
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            stats, received_at = self._stats, self._received_at
+        if stats is None:
+            return []
+        families = {spec.name: _family(spec) for spec in LIBRDKAFKA_METRICS}
+        for name, key in _TOP_LEVEL.items():
+            if isinstance(stats.get(key), int | float):
+                families[name].add_metric([], float(stats[key]))
+        families[PREFIX + "kafka_stats_timestamp_seconds"].add_metric([], received_at)
+        for broker in _real_brokers(stats):
+            label = str(broker.get("name", "?"))
+            families[PREFIX + "kafka_broker_up"].add_metric([label], 1.0 if broker.get("state") == "UP" else 0.0)
+            rtt = broker.get("rtt") or {}
+            if rtt.get("cnt"):  # no request in the window: librdkafka reports 0, which is no measurement
+                for stat in _RTT_STATS:
+                    if isinstance(rtt.get(stat), int | float):  # librdkafka reports microseconds
+                        families[PREFIX + "kafka_broker_rtt_seconds"].add_metric([label, stat], rtt[stat] / 1e6)
+            for name, key in _PER_BROKER.items():
+                if isinstance(broker.get(key), int | float):
+                    families[name].add_metric([label], float(broker[key]))
+        return [family for family in families.values() if family.samples]
+
+
+def _real_brokers(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Brokers of the cluster, without librdkafka's internal pseudo-broker (it never talks to the network)."""
+    brokers = stats.get("brokers") or {}
+    return [b for b in brokers.values() if isinstance(b, dict) and b.get("source") != "internal"]
+
+
+LIBRDKAFKA_STATS = LibrdkafkaStatsCollector()
+REGISTRY.register(LIBRDKAFKA_STATS)
+
+
+def observe_librdkafka_stats(stats_json: str) -> None:
+    """Take one librdkafka ``stats_cb`` JSON document; a malformed one is logged and ignored, never raised,
+    because it arrives inside librdkafka's poll loop where an exception would disturb delivery callbacks."""
+    try:
+        stats = json.loads(stats_json)
+    except (TypeError, ValueError) as exc:
+        log.warning("ignoring malformed librdkafka statistics", extra={"reason": str(exc)[:200]})
+        return
+    if not isinstance(stats, dict):
+        log.warning("ignoring librdkafka statistics that are not an object")
+        return
+    LIBRDKAFKA_STATS.update(stats)
+
+
+# --- build info -----------------------------------------------------------------------------------------------------
+
+
+def set_build_info() -> None:
+    """Publish the worker's version (and its runtimes') as ``binance_ingest_build_info{version=...} 1``."""
+    from ingest import __version__
+
+    try:
+        import confluent_kafka
+
+        librdkafka = confluent_kafka.libversion()[0]
+    except ImportError:  # pragma: no cover - confluent-kafka is a hard dependency
+        librdkafka = "unknown"
+    values = {"version": __version__, "python": platform.python_version(), "librdkafka": librdkafka}
+    BUILD_INFO.info({key: values[key] for key in BUILD_INFO_LABELS})
+
+
+# --- catalogue (docs/metrics.md is generated from it) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricDoc:
+    """What docs/metrics.md says about one metric."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    doc: str
+
+
+def catalogue() -> list[MetricDoc]:
+    """Every metric this module defines, in definition order, as exposed (names with their suffixes)."""
+    docs: list[MetricDoc] = []
+    for value in list(globals().values()):
+        if isinstance(value, MetricWrapperBase):
+            # prometheus_client keeps type, labels and help only as attributes of the wrapper.
+            kind, name, labels = value._type, value._name, tuple(value._labelnames)
+            if kind == "counter":
+                name += "_total"
+            elif kind == "info":
+                name, labels = name + "_info", BUILD_INFO_LABELS
+            docs.append(MetricDoc(name, kind, labels, value._documentation))
+    docs.extend(MetricDoc(m.name, m.kind, m.labels, m.doc) for m in LIBRDKAFKA_METRICS)
+    return docs
+
+
+# --- the HTTP server: /metrics, /healthz, /readyz -------------------------------------------------------------------
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves the three paths; anything else is 404. One instance per request (http.server's model)."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(HTTPStatus.OK, encoder(REGISTRY), content_type)
+        elif path == "/healthz":
+            self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
+        elif path == "/readyz":
+            ready, details = self.server.check_readiness()
+            body = json.dumps({"ready": ready, **details}, sort_keys=True).encode() + b"\n"
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            self._send(status, body, "application/json")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found: try /metrics, /healthz or /readyz\n",
+                       "text/plain; charset=utf-8")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log; errors still reach log_error at DEBUG."""
+        log.debug("metrics http: " + format, *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a slow scraper never keeps the process alive at shutdown
+
+    def __init__(self, address: tuple[str, int], readiness: Readiness) -> None:
+        super().__init__(address, _Handler)
+        self._readiness = readiness
+
+    def check_readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ask the worker; a failing readiness callable means not ready, with the error as the reason."""
+        try:
+            ready, details = self._readiness()
+        except Exception as exc:
+            log.warning("readiness check failed", extra={"reason": repr(exc)[:200]})
+            return False, {"reasons": [f"readiness check failed: {exc!r}"[:200]]}
+        return bool(ready), dict(details)
+
+
+class MetricsServer:
+    """The worker's HTTP endpoints on one port, served from a background thread.
+
+    ``/metrics`` serves :data:`REGISTRY`; ``/healthz`` answers 200 while the process lives (a liveness probe that
+    must not depend on Binance or Kafka, or Kubernetes would restart a healthy pod during an exchange outage);
+    ``/readyz`` answers 200 or 503 with the JSON the ``readiness`` callable returns.
+    """
+
+    def __init__(self, host: str, port: int, readiness: Readiness) -> None:
+        self.host = host
+        self.port = port
+        self._readiness = readiness
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        """Bind and serve; returns the bound port (useful with port 0)."""
+        if self._server is not None:
+            raise RuntimeError("MetricsServer already started")
+        self._server = _Server((self.host, self.port), self._readiness)
+        server = self._server
+        READY.set_function(lambda: 1.0 if server.check_readiness()[0] else 0.0)  # fresh at every scrape
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="metrics-http", daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            READY.set_function(lambda: 0.0)
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
