@@ -236,7 +236,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
     if values["kafka_properties_file"]:
         kafka_props.update(read_properties(Path(values["kafka_properties_file"])))
     for key, raw in environ.items():
-        if key.startswith(KAFKA_ENV_PREFIX):
+        if key.startswith(KAFKA_ENV_PREFIX) and key not in known_env:
             kafka_props[key[len(KAFKA_ENV_PREFIX):].lower().replace("_", ".")] = raw
     values["kafka_properties"] = kafka_props
     settings = Settings(**values)

@@ -1,0 +1,91 @@
+"""The settings object: precedence, validation, secrets, and one definition per option."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from ingest import config
+from ingest.config import ConfigError, Settings
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_every_option_is_a_settings_field_with_the_same_default():
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    defaults = Settings()
+    for opt in config.OPTIONS:
+        assert opt.name in fields, opt.name
+        assert getattr(defaults, opt.name) == opt.default, opt.name
+    assert set(fields) - {o.name for o in config.OPTIONS} == {"kafka_properties"}
+
+
+def test_flags_override_env_which_overrides_defaults():
+    env = {"INGEST_TOPIC_PREFIX": "from.env", "INGEST_METRICS_PORT": "9999", "KAFKA_BOOTSTRAP_SERVERS": "k:1"}
+    s = config.load(_args("--topic-prefix", "from.flag"), env)
+    assert s.topic_prefix == "from.flag"
+    assert s.metrics_port == 9999
+    assert s.bootstrap_servers == "k:1"
+    assert s.topic("ticker") == "from.flag.ticker"
+
+
+def test_lists_and_booleans_parse():
+    s = config.load(_args("--streams", "btcusdt@ticker, ethusdt@ticker", "--combined", "false"), {})
+    assert s.streams == ["btcusdt@ticker", "ethusdt@ticker"]
+    assert s.combined is False
+
+
+def test_unknown_ingest_env_var_is_an_error():
+    with pytest.raises(ConfigError, match="INGEST_TOPIC_PREFX"):
+        config.load(_args(), {"INGEST_TOPIC_PREFX": "typo"})
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--max-streams-per-connection", "2000"), "between 1 and 1024"),
+    (("--backoff-initial-s", "10", "--backoff-max-s", "1"), "backoff"),
+    (("--metrics-port", "abc"), "invalid value"),
+    (("--quote-assets", "USDT"), "patterns"),
+])
+def test_contradictory_or_bad_values_fail_with_one_line(argv, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        config.load(_args(*argv), {})
+    assert "\n" not in str(info.value)
+
+
+def test_bad_choice_from_env_fails_with_one_line():
+    with pytest.raises(ConfigError, match="not one of"):
+        config.load(_args(), {"INGEST_BUFFER_POLICY": "drop_random"})
+
+
+def test_kafka_properties_pass_through_from_env_and_file(tmp_path):
+    props = tmp_path / "client.properties"
+    props.write_text("# comment\nsecurity.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n")
+    env = {"INGEST_KAFKA_SASL_USERNAME": "alice", "INGEST_KAFKA_SASL_PASSWORD": "s3cret",
+           "INGEST_KAFKA_PROPERTIES_FILE": str(props)}
+    s = config.load(_args(), env)
+    assert s.kafka_properties == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                                  "sasl.username": "alice", "sasl.password": "s3cret"}
+    redacted = s.redacted()
+    assert redacted["kafka_properties"]["sasl.password"] == "***"
+    assert "s3cret" not in repr(redacted)
+
+
+def test_worker_owned_kafka_settings_cannot_be_overridden():
+    with pytest.raises(ConfigError, match="enable.idempotence"):
+        config.load(_args(), {"INGEST_KAFKA_ENABLE_IDEMPOTENCE": "false"})
+
+
+def test_registry_secret_is_redacted():
+    s = config.load(_args("--schema-registry-user-info", "bob:hunter2"), {})
+    assert s.redacted()["schema_registry_user_info"] == "***"
+
+
+def test_run_requires_kafka_and_registry():
+    with pytest.raises(ConfigError, match="bootstrap"):
+        config.require_kafka(config.load(_args(), {}))
