@@ -1,0 +1,612 @@
+"""The lifecycle of the worker's Binance WebSocket connections.
+
+One ``StreamSource`` holds a few *shards* (each a set of at most 1,024 streams); each shard is served by one
+live WebSocket connection at a time, or two during a rotation. Per shard a supervisor task loops forever:
+
+    connect (URL with the first streams) -> SUBSCRIBE the rest (paced) -> read frames -> connection ends
+    -> count the reason -> sleep a backoff delay -> connect again
+
+Why each piece exists (DESIGN §6):
+- *Backoff with full jitter, capped, never giving up* (``ingest.backoff``): a dead worker in a running pod is
+  worse than a slow one; 1008 ("too many connections/messages") makes the next delay come from the upper
+  half of the cap. The backoff resets once a connection delivered data for ``HEALTHY_AFTER_S``, so one
+  drop after a day of service reconnects at once, while a flapping server is not hammered.
+- *Stale watchdog*: a TCP connection can die without a FIN (NAT timeout, a half-open socket); no error is
+  ever raised. A frame deadline (``settings.stale_timeout_s``, automatic = 5 push intervals, >= 10 s) and
+  our own pings (websockets closes with 1011 "keepalive ping timeout" when no pong comes) turn that into a
+  reconnect counted as ``stale``. Server pings are answered by websockets itself.
+- *Rotation, make before break*: Binance closes every connection at 24 h. Before that
+  (``settings.rotate_after_s``) we open the replacement with the same streams, wait for its first data
+  frame, and only then close the old one, so there is no gap; during the overlap both deliver and the
+  pipeline drops duplicates per symbol by event time. One connection slot is kept free for this
+  (``streams.usable_connections``) and rotations run one at a time, so we never exceed max_connections.
+- *Frame size*: the client accepts frames up to ``2 x settings.max_frame_bytes``. Frames between 1x and 2x
+  reach the parser, which sends them to the dead-letter topic with their bytes (so an operator can see what
+  Binance sent); frames above 2x are refused by websockets (close 1009, counted as ``closed``) so a broken
+  or hostile peer cannot make us buffer unbounded memory.
+
+The per-frame path does only: two clock reads, a cheap prefix check, one counter increment, and
+``await on_frame(frame, meta)``. Everything else (reconnects, subscriptions, notifications) runs in other
+tasks, so a reconnect never blocks frame delivery of the other shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ingest import metrics
+from ingest.backoff import Backoff
+from ingest.binance import streams as st
+from ingest.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+HEALTHY_AFTER_S = 30.0
+"""A connection that delivered data this long resets the backoff."""
+PING_INTERVAL_S = 20.0
+"""Our own pings (capped by the stale deadline), like Binance's server pings: they find dead peers on quiet streams."""
+OPEN_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
+CONTROL_INTERVAL_S = 0.34
+"""At most ~3 SUBSCRIBE/UNSUBSCRIBE per second and connection: Binance allows 5 incoming messages per second
+and counts our pings and pongs too, so we leave room for those."""
+CONTROL_RESPONSE_TIMEOUT_S = 10.0
+ROTATION_RETRY_S = 60.0
+"""When a replacement connection fails to deliver, the old one stays and rotation is tried again this much later."""
+
+
+class FrameMeta(NamedTuple):
+    """Where and when a frame arrived; travels with the frame into the records' ingest metadata."""
+
+    connection_id: str
+    received_at: float  # time.time() when the frame was read
+
+
+OnFrame = Callable[[bytes | str, FrameMeta], Awaitable[None]]
+OnConnected = Callable[[str], Awaitable[None]]
+
+
+def classify_close(exc: BaseException) -> str:
+    """The ``ws_reconnects_total{reason}`` label for why a connection ended."""
+    if isinstance(exc, ConnectionClosed):
+        sent, rcvd = exc.sent, exc.rcvd
+        if rcvd is None and sent is not None and sent.code == 1011 and "keepalive" in sent.reason:
+            return "stale"  # our ping got no pong in time
+        if rcvd is None:
+            return "1006" if sent is None else "closed"  # no close frame from the server: abnormal closure
+        return str(rcvd.code) if rcvd.code in (1006, 1008, 1011) else "closed"
+    return "error"
+
+
+def _server_said_slow_down(exc: BaseException) -> bool:
+    """1008 close or HTTP 429/418 on the handshake: the server wants us to back off harder."""
+    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None and exc.rcvd.code == 1008:
+        return True
+    return isinstance(exc, InvalidStatus) and exc.response.status_code in (418, 429)
+
+
+class _ControlError(RuntimeError):
+    """A SUBSCRIBE/UNSUBSCRIBE was refused or not answered."""
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One physical WebSocket and everything known about it."""
+
+    id: str
+    shard: _Shard
+    streams: list[str]
+    state: str = "connecting"  # connecting -> subscribing -> waiting -> delivering -> closed
+    ws: ClientConnection | None = None
+    opened_mono: float = 0.0
+    connected_since: float | None = None  # wall clock of the first data frame
+    last_frame_at: float | None = None  # wall clock
+    last_frame_mono: float = 0.0
+    raw_counter: Any = None  # ws_messages_total child for raw connections
+    close_exc: BaseException | None = None
+    first_data: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+    next_control_mono: float = 0.0
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        return self.ws is not None and not self.ended.done()
+
+
+@dataclass(eq=False)
+class _Shard:
+    """A set of streams that one connection carries; survives reconnects and rotations."""
+
+    index: int
+    streams: list[str]
+    backoff: Backoff
+    current: _Connection | None = None
+    replacement: _Connection | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    removed: bool = False
+    generation: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def connections(self) -> list[_Connection]:
+        return [c for c in (self.current, self.replacement) if c is not None]
+
+
+class StreamSource:
+    """Keeps the configured streams flowing into ``on_frame`` forever, across drops, stalls and rotations."""
+
+    def __init__(self, settings: Settings, streams: list[str], on_frame: OnFrame,
+                 on_connected: OnConnected | None = None) -> None:
+        self.settings = settings
+        self._on_frame = on_frame
+        self._on_connected = on_connected
+        self._desired = [st.normalize(s) for s in streams]
+        self._shards: list[_Shard] = []
+        self._shard_tasks: dict[int, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._rotation_lock: asyncio.Lock | None = None
+        self._streams_lock: asyncio.Lock | None = None
+        self._shard_index = itertools.count()
+        self._request_ids = itertools.count(1)
+        self._counters: dict[str, Any] = {}
+        self._running = False
+        self.deadline_s = st.stale_deadline_s(self._desired, settings.stale_timeout_s)
+        # Fail at construction, not at 3 a.m.: the streams must fit the connection limits.
+        st.plan_connections(self._desired, settings.max_streams_per_connection, settings.max_connections)
+
+    # ---- public contract -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve every shard until cancelled; never returns on its own and never gives up."""
+        if self._running:
+            raise RuntimeError("StreamSource.run() is already running")
+        self._running = True
+        self._rotation_lock = asyncio.Lock()
+        self._streams_lock = asyncio.Lock()
+        try:
+            plan = st.plan_connections(self._desired, self.settings.max_streams_per_connection,
+                                       self.settings.max_connections)
+            for group in plan:
+                self._start_shard(group)
+            self._update_subscription_gauge()
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            await self._shutdown()
+
+    async def set_streams(self, streams: list[str]) -> None:
+        """Change the stream set on live connections: UNSUBSCRIBE what went away, SUBSCRIBE what is new into
+        shards with room, open new shards when all are full. ConfigError when the new set cannot fit."""
+        wanted = list(dict.fromkeys(st.normalize(s) for s in streams))
+        st.plan_connections(wanted, self.settings.max_streams_per_connection, self.settings.max_connections)
+        if not self._running:
+            self._desired = wanted
+            return
+        assert self._streams_lock is not None
+        async with self._streams_lock:
+            await self._apply_streams(wanted)
+
+    @property
+    def connected(self) -> bool:
+        """Every shard has a connection that is up and delivering data."""
+        return bool(self._shards) and all(
+            s.current is not None and s.current.state == "delivering" and s.current.live for s in self._shards)
+
+    def status(self) -> list[dict[str, Any]]:
+        """One entry per live connection (for /readyz and logs)."""
+        out = []
+        for shard in self._shards:
+            for conn in shard.connections():
+                out.append({"id": conn.id, "shard": shard.index, "streams": len(conn.streams), "state": conn.state,
+                            "role": "replacement" if conn is shard.replacement else "current",
+                            "connected_since": conn.connected_since, "last_frame_at": conn.last_frame_at})
+        return out
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams currently wanted, over all shards."""
+        if not self._running:
+            return list(self._desired)
+        return [s for shard in self._shards for s in shard.streams]
+
+    # ---- shards ----------------------------------------------------------------------------------------
+
+    def _start_shard(self, group: list[str]) -> _Shard:
+        shard = _Shard(index=next(self._shard_index), streams=list(group),
+                       backoff=Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s))
+        self._shards.append(shard)
+        self._shard_tasks[shard.index] = asyncio.create_task(self._supervise(shard), name=f"ws-shard-{shard.index}")
+        return shard
+
+    async def _stop_shard(self, shard: _Shard) -> None:
+        shard.removed = True
+        self._shards.remove(shard)
+        task = self._shard_tasks.pop(shard.index)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for conn in shard.connections():
+            await self._finish(conn, "closed")
+        shard.current = shard.replacement = None
+
+    async def _supervise(self, shard: _Shard) -> None:
+        """Connect, serve, and reconnect this shard forever."""
+        while not shard.removed:
+            try:
+                reason, slow = await self._serve(shard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the shard: log it, count it, back off, go on
+                log.exception("websocket shard %s failed unexpectedly", shard.index,
+                              extra={"shard": shard.index, "reason": "error"})
+                reason, slow = "error", False
+            if reason == "rotation":  # break-then-make rotation (single-connection setups): reconnect now
+                continue
+            if slow:
+                shard.backoff.slow_down()
+            delay = shard.backoff.next_delay()
+            metrics.WS_RECONNECTS.labels(reason).inc()
+            log.warning("websocket shard %s reconnecting in %.1f s (reason %s)", shard.index, delay, reason,
+                        extra={"shard": shard.index, "reason": reason, "delay_s": round(delay, 3),
+                               "streams": len(shard.streams)})
+            await asyncio.sleep(delay)
+
+    async def _serve(self, shard: _Shard) -> tuple[str, bool]:
+        """Open one connection and serve it (rotating it when due) until it ends; returns (reason, slow down?)."""
+        conn = self._new_connection(shard)
+        shard.current = conn
+        try:
+            await self._open(conn)
+        except Exception as exc:
+            await self._finish(conn, classify_close(exc))
+            shard.current = None
+            log.warning("websocket %s could not connect: %s", conn.id, _describe(exc),
+                        extra={"connection_id": conn.id, "streams": len(conn.streams)})
+            return classify_close(exc), _server_said_slow_down(exc)
+        rotate_at = conn.opened_mono + self.settings.rotate_after_s
+        while True:
+            current = shard.current
+            assert current is not None
+            try:
+                reason = await asyncio.wait_for(asyncio.shield(current.ended), max(0.0, rotate_at - time.monotonic()))
+            except TimeoutError:
+                if st.usable_connections(self.settings.max_connections) == self.settings.max_connections:
+                    await self._finish(current, "rotation")  # no spare slot: break, then make
+                    metrics.WS_RECONNECTS.labels("rotation").inc()
+                    return "rotation", False
+                if await self._rotate(shard):
+                    rotate_at = shard.current.opened_mono + self.settings.rotate_after_s  # type: ignore[union-attr]
+                else:
+                    rotate_at = time.monotonic() + min(ROTATION_RETRY_S, self.settings.rotate_after_s)
+                continue
+            exc = current.close_exc
+            healthy = (current.connected_since is not None
+                       and time.time() - current.connected_since >= HEALTHY_AFTER_S)
+            if healthy:
+                shard.backoff.reset()
+            await self._finish(current, reason)
+            shard.current = None
+            log.warning("websocket %s ended (reason %s)", current.id, reason,
+                        extra={"connection_id": current.id, "reason": reason, "streams": len(current.streams)})
+            return reason, exc is not None and _server_said_slow_down(exc)
+
+    async def _rotate(self, shard: _Shard) -> bool:
+        """Make before break: a replacement with the same streams must deliver before the old one closes."""
+        assert self._rotation_lock is not None
+        async with self._rotation_lock:  # one rotation at a time: at most one connection above the shard count
+            old = shard.current
+            assert old is not None
+            new = self._new_connection(shard)
+            shard.replacement = new
+            log.info("websocket %s rotating to %s", old.id, new.id,
+                     extra={"connection_id": old.id, "replacement": new.id, "streams": len(shard.streams)})
+            try:
+                await self._open(new)
+                await asyncio.wait_for(new.first_data.wait(), self.deadline_s)
+            except Exception as exc:
+                await self._finish(new, "error")
+                shard.replacement = None
+                log.warning("websocket %s: replacement %s failed (%s); keeping the old connection", old.id, new.id,
+                            _describe(exc), extra={"connection_id": old.id, "reason": "rotation"})
+                return False
+            shard.current, shard.replacement = new, None
+            await self._finish(old, "rotation")
+            metrics.WS_RECONNECTS.labels("rotation").inc()
+            log.info("websocket %s replaced by %s", old.id, new.id,
+                     extra={"connection_id": old.id, "replacement": new.id, "reason": "rotation"})
+            return True
+
+    def _new_connection(self, shard: _Shard) -> _Connection:
+        return _Connection(id=f"ws{shard.index}-{next(shard.generation)}", shard=shard, streams=[])
+
+    # ---- one connection --------------------------------------------------------------------------------
+
+    async def _open(self, conn: _Connection) -> None:
+        """Connect with the first streams in the URL, start reading, SUBSCRIBE the rest, start the watchdog.
+        Holds the shard lock so set_streams() never races with a half-subscribed connection."""
+        shard = conn.shard
+        async with shard.lock:
+            in_url, rest = st.split_for_url(shard.streams)
+            url = st.build_url(self.settings.ws_url, in_url, self.settings.combined)
+            conn.streams = list(in_url)
+            conn.opened_mono = conn.last_frame_mono = time.monotonic()
+            log.info("websocket %s connecting with %d streams", conn.id, len(shard.streams),
+                     extra={"connection_id": conn.id, "streams": len(shard.streams)})
+            ping = min(PING_INTERVAL_S, self.deadline_s)
+            conn.ws = await connect(url, open_timeout=OPEN_TIMEOUT_S, ping_interval=ping, ping_timeout=self.deadline_s,
+                                    close_timeout=CLOSE_TIMEOUT_S, max_size=2 * self.settings.max_frame_bytes,
+                                    user_agent_header="binance-ingest")
+            conn.state = "subscribing"
+            self._set_raw_counter(conn)
+            conn.tasks.append(asyncio.create_task(self._read(conn), name=f"ws-read-{conn.id}"))
+            conn.tasks.append(asyncio.create_task(self._watchdog(conn), name=f"ws-watchdog-{conn.id}"))
+            if rest:
+                await self._control(conn, "SUBSCRIBE", rest)
+                conn.streams.extend(rest)
+                self._set_raw_counter(conn)
+            conn.state = "delivering" if conn.first_data.is_set() else "waiting"
+        self._spawn(self._announce(conn))
+
+    async def _read(self, conn: _Connection) -> None:
+        """The hot loop: read a frame, stamp it, count it, hand it over. Ends by resolving ``conn.ended``."""
+        ws = conn.ws
+        assert ws is not None
+        on_frame = self._on_frame
+        combined = self.settings.combined
+        try:
+            while True:
+                frame = await ws.recv()
+                now = time.time()
+                conn.last_frame_mono = time.monotonic()
+                conn.last_frame_at = now
+                if combined:
+                    name = st.combined_stream_name(frame)
+                    if name is None and self._handle_control(conn, frame):
+                        continue
+                    self._counter(name or "other").inc()
+                else:
+                    if frame[:1] == "{" and self._handle_control(conn, frame):
+                        continue
+                    conn.raw_counter.inc()
+                if not conn.first_data.is_set():
+                    self._mark_delivering(conn, now)
+                await on_frame(frame, FrameMeta(conn.id, now))
+        except ConnectionClosed as exc:
+            conn.close_exc = exc
+            _resolve(conn.ended, classify_close(exc))
+        except Exception:  # on_frame raised: the pipeline's bug, not the connection's; reconnect anyway
+            log.exception("websocket %s: frame handling failed", conn.id, extra={"connection_id": conn.id})
+            _resolve(conn.ended, "error")
+
+    async def _watchdog(self, conn: _Connection) -> None:
+        """No frame (data or control response) within the deadline: the connection is dead, end it as stale."""
+        check = min(1.0, self.deadline_s / 4)
+        while not conn.ended.done():
+            await asyncio.sleep(check)
+            silent = time.monotonic() - conn.last_frame_mono
+            if silent > self.deadline_s and not conn.ended.done():
+                log.warning("websocket %s silent for %.1f s (deadline %.1f s)", conn.id, silent, self.deadline_s,
+                            extra={"connection_id": conn.id, "reason": "stale", "streams": len(conn.streams)})
+                _resolve(conn.ended, "stale")
+                return
+
+    def _mark_delivering(self, conn: _Connection, now: float) -> None:
+        if conn.state == "closed":
+            return  # a last frame read after we gave the connection up
+        conn.first_data.set()
+        conn.connected_since = now
+        if conn.state == "waiting":
+            conn.state = "delivering"
+        metrics.WS_CONNECTED.inc()
+
+    async def _announce(self, conn: _Connection) -> None:
+        """Once the connection delivers (and its subscriptions are in), tell the pipeline (REST snapshot)."""
+        waiter = asyncio.ensure_future(conn.first_data.wait())
+        try:
+            await asyncio.wait({waiter, conn.ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if conn.ended.done():
+            return
+        if conn.state == "waiting":
+            conn.state = "delivering"
+        log.info("websocket %s delivering %d streams", conn.id, len(conn.streams),
+                 extra={"connection_id": conn.id, "streams": len(conn.streams)})
+        if self._on_connected is not None:
+            try:
+                await self._on_connected(conn.id)
+            except Exception:
+                log.exception("on_connected(%s) failed", conn.id, extra={"connection_id": conn.id})
+
+    async def _finish(self, conn: _Connection, reason: str) -> None:
+        """Close a connection for good: close the socket (abort when the peer is dead) and stop the watchdog.
+
+        The reader task is not cancelled: it may be inside ``on_frame`` and cancelling the pipeline halfway
+        through a frame would be worse than letting it finish; once the socket is closed its ``recv()``
+        raises and it ends by itself (``_shutdown`` cancels stragglers)."""
+        _resolve(conn.ended, reason)
+        if conn.state == "closed":
+            return
+        if conn.first_data.is_set():
+            metrics.WS_CONNECTED.dec()
+        conn.state = "closed"
+        for fut in conn.pending.values():
+            if not fut.done():
+                fut.set_exception(_ControlError(f"connection closed ({reason})"))
+        current = asyncio.current_task()
+        for task in conn.tasks[1:]:  # the watchdog
+            if task is not current:
+                task.cancel()
+        if conn.tasks:
+            self._background.add(conn.tasks[0])
+            conn.tasks[0].add_done_callback(self._background.discard)
+        ws = conn.ws
+        if ws is not None:
+            if reason == "stale":
+                ws.transport.abort()  # a dead peer would only make close() wait for its timeout
+            else:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+    # ---- subscriptions ---------------------------------------------------------------------------------
+
+    async def _control(self, conn: _Connection, method: str, names: list[str]) -> None:
+        """Send SUBSCRIBE/UNSUBSCRIBE in chunks, paced under the 5-messages-per-second limit, and wait for
+        each answer (the reader task resolves it)."""
+        ws = conn.ws
+        assert ws is not None
+        loop = asyncio.get_running_loop()
+        for params in st.chunks(names):
+            wait = conn.next_control_mono - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            conn.next_control_mono = time.monotonic() + CONTROL_INTERVAL_S
+            request_id = next(self._request_ids)
+            answer = loop.create_future()
+            conn.pending[request_id] = answer
+            try:
+                await ws.send(orjson.dumps({"method": method, "params": params, "id": request_id}).decode())
+                reply = await asyncio.wait_for(answer, CONTROL_RESPONSE_TIMEOUT_S)
+            finally:
+                conn.pending.pop(request_id, None)
+            if reply.get("error") is not None or ("code" in reply and "result" not in reply):
+                raise _ControlError(f"{method} refused: {reply}")
+            log.info("websocket %s %s %d streams", conn.id, method, len(params),
+                     extra={"connection_id": conn.id, "streams": len(params), "method": method})
+
+    def _handle_control(self, conn: _Connection, frame: str | bytes) -> bool:
+        """True when the frame is an answer to our SUBSCRIBE/UNSUBSCRIBE (``{"result":null,"id":7}``).
+        Only short frames that mention "id" are parsed, so data frames cost one substring search at most."""
+        if len(frame) > 2048 or isinstance(frame, bytes):
+            return False
+        if '"id"' not in frame:
+            return False
+        try:
+            reply = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(reply, dict) or "id" not in reply or not ({"result", "error", "code"} & reply.keys()):
+            return False
+        answer = conn.pending.get(reply["id"]) if isinstance(reply["id"], int) else None
+        if answer is not None and not answer.done():
+            answer.set_result(reply)
+        elif reply.get("error") is not None or "code" in reply:
+            log.warning("websocket %s: server error %s", conn.id, frame, extra={"connection_id": conn.id})
+        return True
+
+    async def _apply_streams(self, wanted: list[str]) -> None:
+        current = {s for shard in self._shards for s in shard.streams}
+        wanted_set = set(wanted)
+        removed = current - wanted_set
+        added = [s for s in wanted if s not in current]
+        for shard in list(self._shards):
+            gone = [s for s in shard.streams if s in removed]
+            if not gone:
+                continue
+            if len(gone) == len(shard.streams):
+                await self._stop_shard(shard)
+                continue
+            async with shard.lock:
+                shard.streams = [s for s in shard.streams if s not in removed]
+                await self._control_live(shard, "UNSUBSCRIBE", gone)
+        cap = self.settings.max_streams_per_connection
+        for shard in self._shards:
+            room = cap - len(shard.streams)
+            if room <= 0 or not added:
+                continue
+            take, added = added[:room], added[room:]
+            async with shard.lock:
+                shard.streams.extend(take)
+                await self._control_live(shard, "SUBSCRIBE", take)
+        while added:
+            if len(self._shards) >= st.usable_connections(self.settings.max_connections):
+                raise ConfigError(f"{len(added)} more streams do not fit in --max-connections "
+                                  f"{self.settings.max_connections} x --max-streams-per-connection {cap}")
+            self._start_shard(added[:cap])
+            added = added[cap:]
+        self._update_subscription_gauge()
+        log.info("streams changed: %d removed, %d total on %d connections", len(removed),
+                 sum(len(s.streams) for s in self._shards), len(self._shards),
+                 extra={"streams": sum(len(s.streams) for s in self._shards)})
+
+    async def _control_live(self, shard: _Shard, method: str, names: list[str]) -> None:
+        """Apply a change to every live connection of the shard; a connection that fails it is ended
+        (reason ``error``) and comes back with the shard's full stream list."""
+        for conn in shard.connections():
+            if not conn.live or conn.state in ("connecting", "closed"):
+                continue
+            try:
+                await self._control(conn, method, names)
+            except (ConnectionClosed, _ControlError, TimeoutError) as exc:
+                log.warning("websocket %s: %s failed (%s); reconnecting it", conn.id, method, _describe(exc),
+                            extra={"connection_id": conn.id, "reason": "error"})
+                _resolve(conn.ended, "error")
+                continue
+            if method == "SUBSCRIBE":
+                conn.streams.extend(names)
+            else:
+                conn.streams = [s for s in conn.streams if s not in set(names)]
+            self._set_raw_counter(conn)
+
+    # ---- small helpers ---------------------------------------------------------------------------------
+
+    def _counter(self, stream: str) -> Any:
+        child = self._counters.get(stream)
+        if child is None:
+            child = self._counters[stream] = metrics.WS_MESSAGES.labels(
+                st.metric_label(stream) if stream != "other" else "other")
+        return child
+
+    def _set_raw_counter(self, conn: _Connection) -> None:
+        """Raw frames carry no stream name: count them under the connection's label when all its streams
+        share one (the usual case), else under ``raw``."""
+        labels = {st.metric_label(s) for s in conn.streams}
+        label = labels.pop() if len(labels) == 1 else "raw"
+        conn.raw_counter = metrics.WS_MESSAGES.labels(label)
+
+    def _update_subscription_gauge(self) -> None:
+        metrics.WS_SUBSCRIPTIONS.set(sum(len(s.streams) for s in self._shards))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shutdown(self) -> None:
+        self._desired = self.streams  # a later run() starts with what was last set
+        for shard in list(self._shards):
+            shard.removed = True
+            task = self._shard_tasks.pop(shard.index, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for conn in shard.connections():
+                await self._finish(conn, "closed")
+        self._shards.clear()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=CLOSE_TIMEOUT_S)
+        self._update_subscription_gauge()
+        self._running = False
+
+
+def _resolve(fut: asyncio.Future[str], reason: str) -> None:
+    if not fut.done():
+        fut.set_result(reason)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "..."
