@@ -1,0 +1,102 @@
+"""The pipeline between a frame and produce(): dedupe, keys, timestamps, dead letters, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from ingest import metrics
+from ingest.avro import Encoder, parsed_schema, split_framing
+from ingest.binance.connection import FrameMeta
+from ingest.config import Settings
+from ingest.pipeline import Pipeline
+
+
+class FakeSink:
+    """Records produce() calls; a unit-test stand-in for KafkaSink (integration tests use real Kafka)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes, int, list | None]] = []
+
+    async def produce(self, topic, key, value, timestamp_ms, headers=None):
+        self.sent.append((topic, key, value, timestamp_ms, headers))
+        return True
+
+    def poll(self):
+        return 0
+
+
+def mini(symbol: str, event_time: int, close: str = "1.00000000") -> dict:
+    return {"e": "24hrMiniTicker", "E": event_time, "s": symbol, "c": close, "o": "0.90000000",
+            "h": "1.10000000", "l": "0.80000000", "v": "1000.00000000", "q": "1000.00000000"}
+
+
+def make() -> tuple[Pipeline, FakeSink]:
+    settings = Settings(topic_prefix="t.spot")
+    encoders = {kind: Encoder(parsed_schema(kind), i + 1) for i, kind in enumerate(("miniticker", "ticker", "symbols"))}
+    sink = FakeSink()
+    return Pipeline(settings, sink, encoders, ["!miniTicker@arr"]), sink
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def meta() -> FrameMeta:
+    return FrameMeta("c1", 1_700_000_000.0)
+
+
+def test_array_frame_produces_one_keyed_record_per_symbol_with_event_time_timestamp():
+    pipeline, sink = make()
+    frame = orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1001)]})
+    run(pipeline.on_frame(frame, meta()))
+    assert [(t, k, ts) for t, k, _, ts, _ in sink.sent] == [("t.spot.miniticker", b"BTCUSDT", 1000),
+                                                             ("t.spot.miniticker", b"ETHUSDT", 1001)]
+    schema_id, _ = split_framing(sink.sent[0][2])
+    assert schema_id == 1
+
+
+def test_not_newer_event_time_is_suppressed_and_counted():
+    pipeline, sink = make()
+    before = metrics.DUPLICATES_SUPPRESSED._value.get()
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 1000)]), meta()))
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 1000), mini("BTCUSDT", 999)]), meta()))
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 1001)]), meta()))
+    assert [ts for *_, ts, _ in sink.sent] == [1000, 1001]
+    assert metrics.DUPLICATES_SUPPRESSED._value.get() - before == 2
+
+
+def test_bad_ticker_goes_to_dead_letter_and_the_rest_of_the_frame_is_produced():
+    pipeline, sink = make()
+    bad = mini("BADUSDT", 1000)
+    bad["c"] = 1.5  # a number where Binance sends a decimal string
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 1000), bad]), meta()))
+    topics = [t for t, *_ in sink.sent]
+    assert topics.count("t.spot.miniticker") == 1
+    assert topics.count("t.spot.deadletter") == 1
+    dl = next(s for s in sink.sent if s[0] == "t.spot.deadletter")
+    headers = dict(dl[4])
+    assert headers["reason"] == b"wrong_type"
+    assert orjson.loads(dl[2])["s"] == "BADUSDT"
+
+
+def test_invalid_json_frame_is_dead_lettered_with_its_raw_bytes():
+    pipeline, sink = make()
+    run(pipeline.on_frame(b'[{"e": "24hrMiniTicker", ', meta()))
+    assert len(sink.sent) == 1
+    topic, _key, value, _, headers = sink.sent[0]
+    assert topic == "t.spot.deadletter" and value == b'[{"e": "24hrMiniTicker", '
+    assert dict(headers)["reason"] == b"invalid_json"
+
+
+def test_snapshot_older_than_stream_is_suppressed_newer_is_produced():
+    pipeline, sink = make()
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 5000)]), meta()))
+    entries = [{"symbol": "BTCUSDT", "lastPrice": "2.00000000", "openPrice": "1.00000000", "highPrice": "2.00000000",
+                "lowPrice": "1.00000000", "volume": "1.00000000", "quoteVolume": "1.00000000", "closeTime": 4000},
+               {"symbol": "ETHUSDT", "lastPrice": "2.00000000", "openPrice": "1.00000000", "highPrice": "2.00000000",
+                "lowPrice": "1.00000000", "volume": "1.00000000", "quoteVolume": "1.00000000", "closeTime": 4000}]
+    produced = run(pipeline.on_snapshot(entries, {"miniticker"}))
+    assert produced == 1
+    assert [k for _, k, *_ in sink.sent] == [b"BTCUSDT", b"ETHUSDT"]
