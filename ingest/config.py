@@ -278,3 +278,38 @@ def require_kafka(s: Settings) -> None:
         raise ConfigError("Kafka bootstrap servers missing: set --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS")
     if not s.schema_registry_url:
         raise ConfigError("Schema Registry URL missing: set --schema-registry-url or SCHEMA_REGISTRY_URL")
+
+
+def markdown() -> str:
+    """docs/configuration.md, generated from OPTIONS (a unit test fails when the file is stale)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `ingest/config.py` by `python -m ingest.config > docs/configuration.md`; do not edit.",
+        "",
+        "Every option of `ingest run` has a flag and an environment variable; flags win over the environment,",
+        "the environment over defaults. Unknown `INGEST_*` variables are an error at start.",
+        "",
+        "| flag | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for opt in OPTIONS:
+        default = ",".join(opt.default) if isinstance(opt.default, list) else opt.default
+        choices = f" One of: {', '.join(opt.choices)}." if opt.choices else ""
+        lines.append(f"| `{opt.flag}` | `{opt.env_var}` | `{default}` | {opt.doc}{choices} |")
+    lines += [
+        "",
+        "## Kafka client properties",
+        "",
+        f"Any librdkafka property passes through as `{KAFKA_ENV_PREFIX}<NAME>` (upper case, dots as underscores:",
+        "`INGEST_KAFKA_SASL_MECHANISM=SCRAM-SHA-512` sets `sasl.mechanism`) or from the Java-style file given by",
+        "`--kafka-properties-file`; the environment wins over the file. The worker owns "
+        + ", ".join(f"`{k}`" for k in sorted(_OWNED_KAFKA_KEYS)) + ": setting them is an error.",
+        "Secrets (`*password*`, `*secret*`, JAAS config, registry user info) are masked in logs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

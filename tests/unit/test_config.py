@@ -77,7 +77,7 @@ def test_kafka_properties_pass_through_from_env_and_file(tmp_path):
 
 
 def test_worker_owned_kafka_settings_cannot_be_overridden():
-    with pytest.raises(ConfigError, match="enable.idempotence"):
+    with pytest.raises(ConfigError, match=r"enable\.idempotence"):
         config.load(_args(), {"INGEST_KAFKA_ENABLE_IDEMPOTENCE": "false"})
 
 
@@ -89,3 +89,10 @@ def test_registry_secret_is_redacted():
 def test_run_requires_kafka_and_registry():
     with pytest.raises(ConfigError, match="bootstrap"):
         config.require_kafka(config.load(_args(), {}))
+
+
+def test_configuration_doc_is_generated_from_the_options():
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == config.markdown(), "run: python -m ingest.config > docs/configuration.md"
