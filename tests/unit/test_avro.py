@@ -33,12 +33,12 @@ from ingest.binance.events import parse_frame, snapshot_records, symbol_info_val
 NOW_US = 1_710_038_821_123_456
 MINI = {"e": "24hrMiniTicker", "E": 1234567890123, "s": "LUNCUSDT", "c": "0.00012345", "o": "0.00011000",
         "h": "0.00013000", "l": "0.00010000", "v": "284227394804.05000000", "q": "35123456.78"}
-REST = {"symbol": "ETHBTC", "priceChange": "-0.00059000", "priceChangePercent": "-1.026",
-        "weightedAvgPrice": "0.05725983", "prevClosePrice": "0.05752000", "lastPrice": "0.05692000",
-        "lastQty": "7.40680000", "bidPrice": "0.05691000", "bidQty": "32.94450000", "askPrice": "0.05692000",
-        "askQty": "37.56150000", "openPrice": "0.05751000", "highPrice": "0.05763000", "lowPrice": "0.05687000",
-        "volume": "20251.65760000", "quoteVolume": "1159.60641773", "openTime": 1709952420116,
-        "closeTime": 1710038820116, "firstId": -1, "lastId": -1, "count": 0}
+REST = {"symbol": "ETHBTC", "priceChange": "-0.00041000", "priceChangePercent": "-0.713",
+        "weightedAvgPrice": "0.05731207", "prevClosePrice": "0.05749000", "lastPrice": "0.05708000",
+        "lastQty": "3.12500000", "bidPrice": "0.05707000", "bidQty": "12.50000000", "askPrice": "0.05708000",
+        "askQty": "21.75000000", "openPrice": "0.05749500", "highPrice": "0.05790000", "lowPrice": "0.05690000",
+        "volume": "18000.25000000", "quoteVolume": "1031.51234567", "openTime": 1709952000000,
+        "closeTime": 1710038400000, "firstId": -1, "lastId": -1, "count": 0}
 
 
 def mini_record(**over: Any) -> dict:
@@ -101,7 +101,7 @@ def test_miniticker_round_trip_keeps_decimal_strings_exactly() -> None:
 def test_ticker_snapshot_round_trip() -> None:
     value = ticker_record()
     back = fastavro_decode(Encoder(parsed_schema("ticker"), 6).encode(value), "ticker")
-    assert back["price_change_percent"] == "-1.026" and back["first_trade_id"] == -1
+    assert back["price_change_percent"] == "-0.713" and back["first_trade_id"] == -1
     assert back["source"] == "rest_snapshot" and back["connection_id"] is None
     assert back["stream"] == "rest:ticker/24hr"
 
@@ -111,7 +111,7 @@ def test_symbol_info_round_trip() -> None:
              "quoteAsset": "BTC", "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT"],
              "icebergAllowed": False, "filters": [{"filterType": "ICEBERG_PARTS", "limit": 10}],
              "permissions": ["SPOT"], "permissionSets": [["SPOT", "MARGIN"]], "newThing": {"a": 1}}
-    value = symbol_info_value(entry, first_seen_ms=1633998511098, last_seen_ms=1681154037726,
+    value = symbol_info_value(entry, first_seen_ms=1633000000000, last_seen_ms=1681000000000,
                               ingest_time_us=NOW_US)
     back = fastavro_decode(Encoder(parsed_schema("symbols"), 7).encode(value), "symbols")
     assert back["filters"] == [{"filter_type": "ICEBERG_PARTS", "params": {"limit": "10"}}]
@@ -120,7 +120,7 @@ def test_symbol_info_round_trip() -> None:
 
 
 @pytest.mark.parametrize("text", ["0.00000001", "-0.00000001", "9" * 30 + ".99999999", "284227394804.05000000",
-                                  "-1.026", "5", "0"])
+                                  "-0.713", "5", "0"])
 def test_every_accepted_decimal_string_fits_decimal_38_8_exactly(text: str) -> None:
     """The promise in the schema docs: what the parser accepts converts to DECIMAL(38,8) with no loss."""
     value = mini_record(c=text)

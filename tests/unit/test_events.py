@@ -42,11 +42,11 @@ def mini(symbol: str = "BTCUSDT", **over: object) -> dict:
 
 def ticker(symbol: str = "ETHBTC", **over: object) -> dict:
     """A 24hrTicker with every field of the reference, in Binance's order, each value distinct."""
-    t = {"e": "24hrTicker", "E": 1710038820116, "s": symbol, "p": "-0.00059000", "P": "-1.026",
-         "w": "0.05725983", "x": "0.05752000", "c": "0.05692000", "Q": "7.40680000", "b": "0.05691000",
-         "B": "32.94450000", "a": "0.05693000", "A": "37.56150000", "o": "0.05751000", "h": "0.05763000",
-         "l": "0.05687000", "v": "20251.65760000", "q": "1159.60641773", "O": 1709952420116, "C": 1710038820116,
-         "F": 435643944, "L": 435699382, "n": 55439}
+    t = {"e": "24hrTicker", "E": 1710038400000, "s": symbol, "p": "-0.00041000", "P": "-0.713",
+         "w": "0.05731207", "x": "0.05749000", "c": "0.05708000", "Q": "3.12500000", "b": "0.05707000",
+         "B": "12.50000000", "a": "0.05709000", "A": "21.75000000", "o": "0.05749500", "h": "0.05790000",
+         "l": "0.05690000", "v": "18000.25000000", "q": "1031.51234567", "O": 1709952000000, "C": 1710038400000,
+         "F": 400000001, "L": 400050000, "n": 50000}
     t.update(over)
     return t
 
@@ -141,7 +141,7 @@ def test_negative_and_zero_values_of_real_shapes_pass() -> None:
     t = ticker("BCCBTC", p="0.00000000", P="0.000", c="0.00000000", F=-1, L=-1, n=0)
     (record,) = parse(frame([t])).records
     assert (record.value["first_trade_id"], record.value["trade_count"]) == (-1, 0)
-    assert parse(frame([ticker(p="-0.00059000", P="-1.026")])).rejects == []
+    assert parse(frame([ticker(p="-0.00041000", P="-0.713")])).rejects == []
 
 
 # --- rejects ---------------------------------------------------------------------------------------------
@@ -188,11 +188,11 @@ def test_array_element_that_is_not_an_object_rejects_only_that_element() -> None
 
 
 def test_unknown_event_type_real_depth_update_shape() -> None:
-    depth = {"e": "depthUpdate", "E": 1633998512068, "s": "NKNUSDT", "U": 499869750, "u": 499869752,
-             "b": [["0.35130000", "6195.00000000"]], "a": []}
-    wrapped = frame({"stream": "nknusdt@depth@100ms", "data": depth})
+    depth = {"e": "depthUpdate", "E": 1700000000123, "s": "ABCUSDT", "U": 1000, "u": 1002,
+             "b": [["0.10000000", "100.00000000"]], "a": []}
+    wrapped = frame({"stream": "abcusdt@depth@100ms", "data": depth})
     reject = only_reject(parse(wrapped))
-    assert (reject.reason, reject.stream, reject.symbol) == ("unknown_event_type", "nknusdt@depth@100ms", "NKNUSDT")
+    assert (reject.reason, reject.stream, reject.symbol) == ("unknown_event_type", "abcusdt@depth@100ms", "ABCUSDT")
     assert reject.raw == wrapped  # a single-object frame is dead-lettered exactly as received
 
 
@@ -400,7 +400,7 @@ SYMBOL = {"symbol": "ETHBTC", "status": "TRADING", "baseAsset": "ETH", "baseAsse
           "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
           "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True, "ocoAllowed": True,
           "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-          "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "922327.00000000",
+          "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "100000.00000000",
                        "tickSize": "0.00000100"},
                       {"filterType": "MIN_NOTIONAL", "minNotional": "0.00010000", "applyToMarket": True,
                        "avgPriceMins": 5},
@@ -411,7 +411,7 @@ SYMBOL = {"symbol": "ETHBTC", "status": "TRADING", "baseAsset": "ETH", "baseAsse
 def test_symbol_info_keeps_every_attribute_and_filter() -> None:
     value = symbol_info_value(SYMBOL, first_seen_ms=1, last_seen_ms=2, ingest_time_us=3)
     assert value["filters"] == [
-        {"filter_type": "PRICE_FILTER", "params": {"minPrice": "0.00000100", "maxPrice": "922327.00000000",
+        {"filter_type": "PRICE_FILTER", "params": {"minPrice": "0.00000100", "maxPrice": "100000.00000000",
                                                    "tickSize": "0.00000100"}},
         {"filter_type": "MIN_NOTIONAL", "params": {"minNotional": "0.00010000", "applyToMarket": "true",
                                                    "avgPriceMins": "5"}},
