@@ -290,3 +290,24 @@ def test_retry_with_backoff_gives_up_at_the_deadline() -> None:
                                                (SchemaRegistryError(409, 409, "x"), False), (ValueError(), False)])
 def test_is_retryable(exc: BaseException, expected: bool) -> None:
     assert is_retryable(exc) is expected
+
+
+def test_retry_with_backoff_async_runs_the_call_in_a_thread_and_retries() -> None:
+    import asyncio
+    import threading
+
+    loop_thread = threading.get_ident()
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def flaky() -> int:
+        calls.append(threading.get_ident())
+        if len(calls) < 3:
+            raise ConnectionError("refused")
+        return 7
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    assert asyncio.run(avro.retry_with_backoff_async(flaky, what="x", sleep=fake_sleep)) == 7
+    assert len(calls) == 3 and len(sleeps) == 2 and loop_thread not in calls
