@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from ingest.config import ConfigError
+
 try:  # the HTTP library confluent-kafka's registry client uses: httpx2 when installed, else httpx
     import httpx2 as _http
 except ImportError:  # pragma: no cover - depends on the installed confluent-kafka
@@ -120,7 +122,8 @@ def make_client(url: str, user_info: str = "", *, max_retries: int = 1) -> Schem
     conf: dict[str, Any] = {"url": url, "max.retries": max_retries, "retries.wait.ms": 200,
                             "retries.max.wait.ms": 1000}
     if user_info:
-        conf["basic.auth.credentials.source"] = "USER_INFO"
+        if ":" not in user_info:
+            raise ConfigError("--schema-registry-user-info must be 'user:password'")
         conf["basic.auth.user.info"] = user_info
     return SchemaRegistryClient(conf)
 

@@ -29,6 +29,7 @@ from ingest.avro import (
     subject_for,
 )
 from ingest.binance.events import parse_frame, snapshot_records, symbol_info_value
+from ingest.config import ConfigError
 
 NOW_US = 1_710_038_821_123_456
 MINI = {"e": "24hrMiniTicker", "E": 1234567890123, "s": "LUNCUSDT", "c": "0.00012345", "o": "0.00011000",
@@ -311,3 +312,11 @@ def test_retry_with_backoff_async_runs_the_call_in_a_thread_and_retries() -> Non
 
     assert asyncio.run(avro.retry_with_backoff_async(flaky, what="x", sleep=fake_sleep)) == 7
     assert len(calls) == 3 and len(sleeps) == 2 and loop_thread not in calls
+
+
+def test_make_client_accepts_basic_auth_user_info() -> None:
+    """A typo in the client's config keys would raise here (the client rejects unknown properties)."""
+    client = avro.make_client("http://127.0.0.1:9/apis/ccompat/v7", "user:secret")
+    client.close()
+    with pytest.raises(ConfigError, match="user:password"):
+        avro.make_client("http://127.0.0.1:9/apis/ccompat/v7", "no-colon")
