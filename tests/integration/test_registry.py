@@ -163,3 +163,12 @@ def test_records_we_encode_are_decoded_by_apache_avro_via_the_registry(client: S
     decoded = apache_avro_decode(client, encoders["symbols"].encode(symbol))
     assert decoded["filters"] == [{"filter_type": "LOT_SIZE", "params": {"minQty": "0.00010000"}}]
     assert decoded["flags"] == {"ocoAllowed": True} and decoded["is_spot_trading_allowed"] is None
+
+
+def test_basic_auth_client_talks_to_the_registry(schema_registry_url: str, topics: dict[str, str]) -> None:
+    """The credentials path builds a working client (the test registry has auth off, so any user passes)."""
+    client = make_client(schema_registry_url, "ingest:secret")
+    try:
+        assert register_schemas(client, {"miniticker": topics["miniticker"]})["miniticker"].schema_id > 0
+    finally:
+        client.close()
