@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
+from websockets import http11
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -34,6 +35,7 @@ from ingest.sim.rest import RestApi, json_response
 from ingest.sim.settings import SimConfig
 from ingest.sim.universe import Universe
 
+MAX_URL_BYTES = 64 * 1024
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 FALLBACK_MINI = ('{"e":"24hrMiniTicker","E":%d,"s":"BTCUSDT","c":"43250.50000000","o":"43100.00000000",'
                  '"h":"43500.00000000","l":"42800.00000000","v":"15234.56000000","q":"658923456.78000000"}')
@@ -170,7 +172,7 @@ class Simulator:
                 task.cancel()
             await asyncio.gather(*conn.tasks, *conn.close_tasks, return_exceptions=True)
             if conn.close_code is None:  # the client closed, or the TCP connection broke
-                received = ws.close_rcvd
+                received = ws.protocol.close_rcvd
                 conn.close_code = received.code if received else 1006
                 conn.close_reason = "client: " + (received.reason if received else "connection lost")
                 conn.closed_at = time.time()
@@ -365,6 +367,8 @@ class Simulator:
 
     async def run(self, on_ready: Callable[[str, str], None] | None = None) -> None:
         cfg = self.cfg
+        # A combined-stream URL with 1024 streams is longer than websockets' default 8 KiB request line.
+        http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, MAX_URL_BYTES)
         async with serve(self.handler, cfg.host, cfg.port, process_request=self.process_request,
                          ping_interval=None, close_timeout=cfg.close_timeout, max_size=cfg.max_frame_bytes,
                          max_queue=64) as server:
