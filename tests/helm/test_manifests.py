@@ -11,7 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.tooling import CHART, CI_VALUES, by_kind, ci_values, one, render, settings
+from tests.helm.tooling import (
+    CHART,
+    CI_VALUES,
+    KUBE_VERSIONS,
+    by_kind,
+    ci_values,
+    helm,
+    one,
+    render,
+    settings,
+    template_args,
+)
 
 WORKER_SELECTOR = {"app.kubernetes.io/name": "binance-ingest", "app.kubernetes.io/instance": "rel",
                    "app.kubernetes.io/component": "worker"}
@@ -205,3 +216,13 @@ def test_config_change_rolls_the_pods() -> None:
         docs = render(ci_values("defaults"), sets=sets)
         return one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert checksum() != checksum('config.logLevel="DEBUG"')
+
+
+def test_packaged_chart_renders_the_same(tmp_path: Path) -> None:
+    """`helm package` keeps everything the templates read (files/, schema): .helmignore drops nothing needed."""
+    helm("package", str(CHART), "-d", str(tmp_path))
+    (archive,) = tmp_path.glob("binance-ingest-*.tgz")
+    args = template_args((ci_values("monitoring"),), (), KUBE_VERSIONS[-1])
+    args[2] = str(archive)
+    packaged = [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]
+    assert packaged == render(ci_values("monitoring"))
