@@ -92,11 +92,13 @@ class WorkerProcess:
         return self.returncode
 
     def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def log_events(self) -> list[dict]:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             try:
