@@ -49,6 +49,16 @@ def _rate(metric: str, by: str = "", fn: str = "rate") -> str:
     return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
 
 
+def _events(metric: str, by: str) -> str:
+    """Events per panel interval of a counter whose labelled series the worker creates at the first event.
+
+    increase() alone never shows that first event (the new series starts at its value), so a series younger than
+    the interval counts with its whole value, as in the alert rules.
+    """
+    sel = f"{metric}{{{SEL}}}"
+    return f"sum by ({by}) ((increase({sel}[{RATE}]) > 0) or ({sel} > 0 unless {sel} offset {RATE}))"
+
+
 def _quantile(q: float, metric: str, by: str = "") -> str:
     keys = f"{by}, le" if by else "le"
     return f"histogram_quantile({q}, sum by ({keys}) (rate({metric}{{{SEL}}}[{RATE}])))"
@@ -72,7 +82,7 @@ ROWS: tuple[Row, ...] = (
             Query(f"sum by (pod) (binance_ingest_ws_subscribed_streams{{{SEL}}})", "{{pod}} streams", ("pod",)),
         )),
         Panel("Reconnects by reason", "WebSocket reconnects: close codes 1006/1008/1011, stale, rotation, error.",
-              (Query(_rate("binance_ingest_ws_reconnects_total", "reason", "increase"), "{{reason}}", ("reason",),
+              (Query(_events("binance_ingest_ws_reconnects_total", "reason"), "{{reason}}", ("reason",),
                      needs="reconnect"),), bars=True),
         Panel("Frames/s by stream", "WebSocket data frames received per second.",
               (Query(_rate("binance_ingest_ws_messages_total", "stream"), "{{stream}}", ("stream",)),), unit="ops"),
@@ -109,10 +119,10 @@ ROWS: tuple[Row, ...] = (
             Query(_quantile(0.99, "binance_ingest_produce_latency_seconds_bucket"), "p99"),
         ), unit="s"),
         Panel("Drops by reason", "Accepted records that will never reach Kafka. Any value here is a gap.",
-              (Query(_rate("binance_ingest_records_dropped_total", "reason", "increase"), "{{reason}}", ("reason",),
+              (Query(_events("binance_ingest_records_dropped_total", "reason"), "{{reason}}", ("reason",),
                      needs="drop"),), bars=True),
         Panel("Dead letters by reason", "Frames or records routed to the dead-letter topic.",
-              (Query(_rate("binance_ingest_deadletter_total", "reason", "increase"), "{{reason}}", ("reason",),
+              (Query(_events("binance_ingest_deadletter_total", "reason"), "{{reason}}", ("reason",),
                      needs="deadletter"),), bars=True),
         Panel("Duplicates suppressed", "Tickers not produced because their event time was not newer (per second).",
               (Query(_rate("binance_ingest_duplicates_suppressed_total"), "duplicates"),), unit="ops"),
@@ -133,7 +143,7 @@ ROWS: tuple[Row, ...] = (
                   "{{broker}} avg", ("broker",)),
         ), unit="s"),
         Panel("Producer errors", "Errors reported by librdkafka, and transmit errors/retries per broker.", (
-            Query(_rate("binance_ingest_producer_errors_total", "code", "increase"), "{{code}}", ("code",),
+            Query(_events("binance_ingest_producer_errors_total", "code"), "{{code}}", ("code",),
                   needs="producer_error"),
             Query(_rate("binance_ingest_kafka_broker_tx_errors_total", "broker", "increase"), "{{broker}} tx errors",
                   ("broker",)),
