@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - depends on the installed confluent-kaf
 
 log = logging.getLogger(__name__)
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# ingest/schemas is a symlink to the top-level schemas/, so the files ship inside the wheel as package data.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SCHEMA_FILES = {"miniticker": "MiniTicker.avsc", "ticker": "Ticker.avsc", "symbols": "SymbolInfo.avsc"}
 """Topic kind -> the value schema registered for it. DeadLetter.avsc is documentation only (docs/schemas.md):
 the dead-letter topic carries raw bytes."""
