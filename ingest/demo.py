@@ -23,8 +23,9 @@ from ingest.devstack.cli import default_state_dir
 from ingest.devstack.jars import StackError
 from ingest.devstack.stack import LocalStack, free_port
 
-SIM_EXCHANGE_INFO = ("tests/data/exchangeInfo-excerpt.json",
-                     "../shared/data/binance-captures/exchangeInfo-2021-10-12.json")
+# The real 2021 capture when the shared captures sit beside the clone, else the excerpt the repo carries.
+SIM_EXCHANGE_INFO = ("../shared/data/binance-captures/exchangeInfo-2021-10-12.json",
+                     "tests/data/exchangeInfo-2021-10-12-excerpt.json")
 COUNTERS = ("records_produced_total", "duplicates_suppressed_total", "deadletter_total", "ws_reconnects_total",
             "records_dropped_total")
 
