@@ -85,11 +85,13 @@ class SentLog:
         if self._file is None:
             return
         self._file.write("".join([SENT_LINE % (stream_json, kind, sym, e, conn, data) for sym, e, data in entries]))
+        self._file.flush()  # once per frame: a test may read the log as soon as the client has the frame
 
     def fault(self, fault: str, conn: int, **details: Any) -> None:
         if self._file is None:
             return
         self._file.write(json.dumps({"fault": fault, "conn": conn, "time": time.time(), **details}) + "\n")
+        self._file.flush()
 
     def flush(self) -> None:
         if self._file is not None:
