@@ -369,9 +369,11 @@ class Simulator:
         cfg = self.cfg
         # A combined-stream URL with 1024 streams is longer than websockets' default 8 KiB request line.
         http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, MAX_URL_BYTES)
+        # compression=None: no permessage-deflate; deflating tens of MB/s of JSON costs more CPU than
+        # generating it, and a client must not depend on compression being offered.
         async with serve(self.handler, cfg.host, cfg.port, process_request=self.process_request,
                          ping_interval=None, close_timeout=cfg.close_timeout, max_size=cfg.max_frame_bytes,
-                         max_queue=64) as server:
+                         max_queue=64, compression=None) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             self.ws_url, self.http_url = f"ws://{cfg.host}:{port}", f"http://{cfg.host}:{port}"
             if on_ready:
