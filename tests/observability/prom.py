@@ -53,14 +53,8 @@ class Prometheus:
     def start(self, timeout: float = 60) -> Prometheus:
         binary = shutil.which("prometheus")
         assert binary, "prometheus missing: run bash .ci/setup (installs Debian's prometheus package)"
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in self.rule_files],
-            "scrape_configs": [{"job_name": self.job, "static_configs": [
-                {"targets": [address], "labels": labels} for address, labels in self.targets]}],
-        }
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self._write_config()
         self.port = free_port()
         log = (self.workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
@@ -82,6 +76,30 @@ class Prometheus:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"prometheus not ready in {timeout}s: {self.log_tail()}")
+
+    def _write_config(self) -> None:
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [{"job_name": self.job, "static_configs": [
+                {"targets": [address], "labels": labels} for address, labels in self.targets]}],
+        }
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+
+    def add_target(self, address: str, labels: dict[str, str]) -> None:
+        """Scrape one more target: rewrite the config and reload it (SIGHUP), as a service discovery would."""
+        assert self.proc is not None
+        self.targets.append((address, labels))
+        self._write_config()
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_until(f"target {address} to be scraped", lambda: any(
+            t["scrapeUrl"].startswith(f"http://{address}/") and t["health"] == "up"
+            for t in self.api("targets")["activeTargets"]), timeout=30)
+
+    def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
+        data = self.api("query_range", query=expr, start=str(start), end=str(end), step=str(step))
+        assert data["resultType"] == "matrix", (expr, data["resultType"])
+        return data["result"]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -13,32 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ingest.observability import dashboard
 
 from .prom import Prometheus, grafana_to_promql
+from .shapes import ALERT_LABELS, ALERTS, alert_rules, assert_shape
 
 ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "helm/binance-ingest/files/alerts.yaml"
 TARGET_LABELS = {"namespace": "test", "pod": "ingest-0"}
-
-# The labels each alert's result carries (its aggregation), besides the alert's own labels.
-ALERT_LABELS = {
-    "BinanceIngestDisconnected": {"namespace", "pod"},
-    "BinanceIngestNoData": {"namespace", "pod", "stream"},
-    "BinanceIngestEventLagHigh": {"namespace", "pod", "topic"},
-    "BinanceIngestRecordsDropped": {"namespace", "pod", "reason"},
-    "BinanceIngestDeadLettersRising": {"namespace", "pod", "reason"},
-    "BinanceIngestReconnectStorm": {"namespace", "pod"},
-    "BinanceIngestRestWeightNearLimit": {"namespace", "pod"},
-    "BinanceIngestProducerErrors": {"namespace", "pod", "code"},
-}
-
-
-def alert_rules() -> dict[str, str]:
-    doc = yaml.safe_load(ALERTS.read_text())
-    return {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"]}
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +46,6 @@ def prom(exporter: tuple[subprocess.Popen[str], int], tmp_path_factory: pytest.T
     server.start()
     yield server
     server.stop()
-
-
-def assert_shape(result: list[dict], labels: set[str], what: str) -> None:
-    assert result, f"{what}: no data"
-    for sample in result:
-        assert set(sample["metric"]) - {"__name__"} == labels, (what, sample["metric"])
-        float(sample["value"][1])  # a number, or NaN/Inf spelled as Prometheus does
 
 
 @pytest.mark.slow
