@@ -228,7 +228,7 @@ class LocalStack:
             self.state.cluster_id = self.state.cluster_id or _kafka_cluster_id()
             fmt = subprocess.run(
                 ["java", *common, "kafka.tools.StorageTool", "format", "-t", self.state.cluster_id,
-                 "-c", str(config), "--ignore-formatted"],
+                 "-c", str(config), "--ignore-formatted", *self._format_extra()],
                 capture_output=True, text=True, check=False, cwd=self.state_dir,
             )
             if fmt.returncode != 0:
@@ -240,6 +240,12 @@ class LocalStack:
         self._procs[proc.pid] = proc
         self.state.kafka_pid = proc.pid
         self._save()
+
+    def _format_extra(self) -> list[str]:
+        """Extra StorageTool arguments, one per line in ``kafka-format.args`` (e.g. ``--add-scram`` users):
+        KRaft creates SCRAM credentials at format time, before any listener needs them."""
+        extra = self.state_dir / "kafka-format.args"
+        return [line for line in extra.read_text().splitlines() if line.strip()] if extra.exists() else []
 
     def _kafka_jvm_extra(self) -> list[str]:
         jaas = self.state_dir / "kafka_jaas.conf"
