@@ -53,10 +53,10 @@ def _events(metric: str, by: str) -> str:
     """Events per panel interval of a counter whose labelled series the worker creates at the first event.
 
     increase() alone never shows that first event (the new series starts at its value), so a series younger than
-    the interval counts with its whole value, as in the alert rules.
+    the interval counts with its whole value and an older one with its increase, as in the alert rules.
     """
     sel = f"{metric}{{{SEL}}}"
-    return f"sum by ({by}) ((increase({sel}[{RATE}]) > 0) or ({sel} > 0 unless {sel} offset {RATE}))"
+    return f"sum by ({by}) (({sel} unless {sel} offset {RATE}) or increase({sel}[{RATE}]))"
 
 
 def _quantile(q: float, metric: str, by: str = "") -> str:
