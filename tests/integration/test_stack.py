@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -60,3 +65,65 @@ def _round_trip(stack_endpoints, registry, topic):
     assert msg.key() == b"BTCUSDT"
     decoded = AvroDeserializer(registry)(msg.value(), ctx)
     assert decoded == {"symbol": "BTCUSDT", "price": "43250.50000000"}
+
+
+def _ingest(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ingest.cli", *args], capture_output=True, text=True, timeout=240,
+                          env=env)
+
+
+def _our_pids(state_dir) -> list[int]:
+    marker = f"-Dbinance.ingest.stack={state_dir}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(os.environ.get("KAFKA_BOOTSTRAP_SERVERS") is not None, reason="uses the local JVM stack")
+def test_stack_cli_up_twice_then_down_leaves_nothing(tmp_path):
+    state = tmp_path / "stack"
+    first = _ingest("stack", "up", "--state-dir", str(state))
+    assert first.returncode == 0, first.stderr
+    env_lines = dict(line.split("=", 1) for line in first.stdout.splitlines())
+    assert set(env_lines) == {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL"}
+    assert env_lines["SCHEMA_REGISTRY_URL"].endswith("/apis/ccompat/v7")
+    pids = _our_pids(state.resolve())
+    assert len(pids) == 2
+
+    again = _ingest("stack", "up", "--state-dir", str(state))
+    assert again.returncode == 0 and again.stdout == first.stdout  # same processes, same addresses
+    assert sorted(_our_pids(state.resolve())) == sorted(pids)
+    status = _ingest("stack", "status", "--state-dir", str(state))
+    assert status.returncode == 0 and '"running": true' in status.stdout
+
+    down = _ingest("stack", "down", "--state-dir", str(state))
+    assert down.returncode == 0
+    assert _our_pids(state.resolve()) == []
+    assert _ingest("stack", "status", "--state-dir", str(state)).returncode == 3
+
+
+def test_stack_cli_port_taken_is_a_one_line_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = _ingest("stack", "up", "--state-dir", str(tmp_path / "s"), "--kafka-port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert f"port {port} for Kafka is taken" in result.stderr
+    assert _our_pids((tmp_path / "s").resolve()) == []
+
+
+def test_stack_cli_missing_java_is_a_one_line_error(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))  # neither java nor mvn on PATH
+    env["INGEST_STACK_CACHE"] = str(tmp_path / "empty-cache")
+    result = _ingest("stack", "up", "--state-dir", str(tmp_path / "s"), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "java not found on PATH" in result.stderr
