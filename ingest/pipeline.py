@@ -62,16 +62,8 @@ class Pipeline:
 
     async def produce_records(self, records: list[TickerRecord], source: str, stream: str) -> int:
         """Dedupe by event time per symbol, encode and produce; return how many were handed to Kafka."""
-        fresh: dict[str, list[TickerRecord]] = {}
-        for rec in records:
-            last = self.last_event[rec.kind]
-            if rec.event_time_ms <= last.get(rec.symbol, -1):
-                metrics.DUPLICATES_SUPPRESSED.inc()
-                continue
-            last[rec.symbol] = rec.event_time_ms
-            fresh.setdefault(rec.kind, []).append(rec)
         produced = 0
-        for kind, batch in fresh.items():
+        for kind, batch in self.dedupe(records).items():
             topic = self.topics[kind]
             encoder = self.encoders[kind]
             self._accepted[(kind, source)].inc(len(batch))
@@ -96,6 +88,18 @@ class Pipeline:
                     gauge = self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
                 gauge.set(newest / 1000.0)  # type: ignore[attr-defined]
         return produced
+
+    def dedupe(self, records: list[TickerRecord]) -> dict[str, list[TickerRecord]]:
+        """Records newer than the last one produced per (kind, symbol), grouped by kind; remembers them."""
+        fresh: dict[str, list[TickerRecord]] = {}
+        for rec in records:
+            last = self.last_event[rec.kind]
+            if rec.event_time_ms <= last.get(rec.symbol, -1):
+                metrics.DUPLICATES_SUPPRESSED.inc()
+                continue
+            last[rec.symbol] = rec.event_time_ms
+            fresh.setdefault(rec.kind, []).append(rec)
+        return fresh
 
     async def dead_letter(self, reject: Reject, received_at: float, connection_id: str | None) -> None:
         """Raw bytes to the dead-letter topic, keyed by stream, reason and context in headers."""

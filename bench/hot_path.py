@@ -1,0 +1,165 @@
+"""Hot path on one core: recorded-shape frames -> framed Avro -> producer, per stage, and the raw producer limit.
+
+Why in-process: the issue asks what the pipeline itself costs per record, without the WebSocket or the
+simulator competing for the two cores. Each stage is timed on its own over the same frames (parse =
+``orjson.loads``; validate = ``parse_frame`` minus that parse; dedupe = ``Pipeline.dedupe``; encode =
+``Encoder``; produce call = ``KafkaSink.produce``), then the whole ``Pipeline.on_frame`` is timed end to
+end including ``flush`` (so delivery callbacks are paid for). The raw producer limit produces the very
+same encoded bytes (same keys, timestamps, topics, producer settings) with a bare loop and no callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+from confluent_kafka import Producer
+
+from bench.frames import Frame, make_frames
+from ingest.avro import Encoder, parsed_schema
+from ingest.binance.connection import FrameMeta
+from ingest.binance.events import parse_frame
+from ingest.config import Settings
+from ingest.kafka.producer import KafkaSink, producer_config
+from ingest.kafka.topics import admin_client, ensure_topics
+from ingest.pipeline import Pipeline
+
+STAGES = ("parse", "validate", "dedupe", "encode", "produce call")
+
+
+@dataclass
+class HotPathResult:
+    records: int
+    frames: int
+    stage_us: dict[str, float] = field(default_factory=dict)  # µs per record, by stage
+    pipeline_rps: float = 0.0  # Pipeline.on_frame + flush, records per wall second
+    pipeline_cpu_us: float = 0.0  # main-thread CPU µs per record (the Python side of the pipeline)
+    raw_rps: float = 0.0  # bare producer loop on the same bytes, records per wall second
+    bytes_per_record: float = 0.0
+
+
+def bench_settings(bootstrap: str, prefix: str | None = None) -> Settings:
+    return Settings(bootstrap_servers=bootstrap, schema_registry_url="http://unused.invalid",
+                    topic_prefix=prefix or f"bench.{uuid.uuid4().hex[:8]}", snapshot_on_connect=False,
+                    buffer_max_messages=1_000_000)
+
+
+def encoders() -> dict[str, Encoder]:
+    # Schema ids are arbitrary here: nothing reads these records back through the registry.
+    return {kind: Encoder(parsed_schema(kind), i + 1) for i, kind in enumerate(("miniticker", "ticker", "symbols"))}
+
+
+def _meta() -> FrameMeta:
+    return FrameMeta(connection_id="bench", received_at=time.time())
+
+
+def _parse_all(frames: list[Frame], settings: Settings) -> list:
+    meta = _meta()
+    return [parse_frame(f.payload, default_stream="", connection_id=meta.connection_id,
+                        ingest_time_us=int(meta.received_at * 1e6), max_frame_bytes=settings.max_frame_bytes)
+            for f in frames]
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000) -> HotPathResult:
+    frames = make_frames("miniticker", frames_per_kind, tickers_per_frame) + \
+        make_frames("ticker", frames_per_kind, tickers_per_frame, seed=8)
+    settings = bench_settings(bootstrap)
+    ensure_topics(admin_client(settings), settings)
+    n = sum(f.records for f in frames)
+    result = HotPathResult(records=n, frames=len(frames))
+    us = 1e6 / n
+
+    loads = orjson.loads
+    t_parse = _timed(lambda: [loads(f.payload) for f in frames])
+    parsed: list = []
+    t_frame = _timed(lambda: parsed.extend(_parse_all(frames, settings)))
+    records = [rec for r in parsed for rec in r.records]
+    assert len(records) == n, f"{n - len(records)} records rejected by parse_frame"
+    result.stage_us["parse"] = t_parse * us
+    result.stage_us["validate"] = max(0.0, t_frame - t_parse) * us
+
+    sink = KafkaSink(settings)
+    encs = encoders()
+    pipeline = Pipeline(settings, sink, encs, ["!miniTicker@arr", "!ticker@arr"])
+    fresh: list[dict] = []
+    t_dedupe = _timed(lambda: fresh.extend(pipeline.dedupe(r.records) for r in parsed))
+    result.stage_us["dedupe"] = t_dedupe * us
+
+    encoded: list[tuple[str, bytes, bytes, int]] = []
+
+    def encode() -> None:
+        for groups in fresh:
+            for kind, batch in groups.items():
+                enc = encs[kind].encode
+                topic = pipeline.topics[kind]
+                encoded.extend((topic, rec.symbol.encode(), enc(rec.value), rec.event_time_ms) for rec in batch)
+    result.stage_us["encode"] = _timed(encode) * us
+    result.bytes_per_record = sum(len(v) for _, _, v, _ in encoded) / n
+
+    async def produce_all() -> None:
+        produce = sink.produce
+        for topic, key, value, ts in encoded:
+            await produce(topic, key, value, ts)
+    result.stage_us["produce call"] = _timed(lambda: asyncio.run(produce_all())) * us
+    sink.flush(60)
+
+    # The whole pipeline: a fresh Pipeline (empty dedupe state) over the same frames, then flush.
+    sink = KafkaSink(settings)
+    pipeline = Pipeline(settings, sink, encs, ["!miniTicker@arr", "!ticker@arr"])
+
+    async def whole() -> None:
+        for f in frames:
+            await pipeline.on_frame(f.payload, _meta())
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    asyncio.run(whole())
+    left = sink.flush(60)
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
+    assert left == 0 and sink.acked == n, f"pipeline: {sink.acked} of {n} acknowledged, {left} left"
+    result.pipeline_rps = n / wall
+    result.pipeline_cpu_us = cpu * us
+
+    # The raw producer limit: same bytes, same settings, no Python work per record but the call itself.
+    producer = Producer(producer_config(settings))
+    t0 = time.perf_counter()
+    produce, poll = producer.produce, producer.poll
+    for i, (topic, key, value, ts) in enumerate(encoded):
+        produce(topic, value, key, timestamp=ts)
+        if i % tickers_per_frame == 0:
+            poll(0)
+    left = producer.flush(60)
+    assert left == 0
+    result.raw_rps = n / (time.perf_counter() - t0)
+    return result
+
+
+def table(r: HotPathResult) -> str:
+    lines = [f"Hot path, one core: {r.frames} frames, {r.records} records, {r.bytes_per_record:.0f} B/record encoded",
+             f"{'stage':<14} {'µs/record':>10} {'records/s':>12}"]
+    for stage in STAGES:
+        v = r.stage_us[stage]
+        lines.append(f"{stage:<14} {v:>10.2f} {1e6 / v if v else float('inf'):>12,.0f}")
+    total = sum(r.stage_us.values())
+    lines.append(f"{'sum of stages':<14} {total:>10.2f} {1e6 / total:>12,.0f}")
+    lines.append(f"{'on_frame+ack':<14} {1e6 / r.pipeline_rps:>10.2f} {r.pipeline_rps:>12,.0f}  "
+                 f"(main-thread CPU {r.pipeline_cpu_us:.2f} µs/record)")
+    lines.append(f"{'raw producer':<14} {1e6 / r.raw_rps:>10.2f} {r.raw_rps:>12,.0f}")
+    lines.append(f"hot path / raw producer limit: {r.pipeline_rps / r.raw_rps:.2f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--frames", type=int, default=10, help="frames per kind")
+    a = parser.parse_args()
+    print(table(run(a.bootstrap, a.frames)))
