@@ -9,6 +9,9 @@ Why it looks like this:
   stock Confluent deserializers read our records.
 * Encoding is the hot path: an ``Encoder`` holds the parsed schema, the precomputed 5-byte prefix
   (magic byte 0 + big-endian schema id) and one reused buffer; ``encode`` does no schema work at all.
+  Flat records (strings, longs, enums, optional strings: our ticker schemas) go through ``flat_writer``,
+  which a profile showed to be 2.5x cheaper than ``fastavro.schemaless_writer`` per record (docs/performance.md);
+  anything it does not handle falls back to fastavro, so the bytes and the errors stay fastavro's.
 * A registry that is down at start must not crash-loop the pod: ``retry_with_backoff`` keeps trying with
   capped exponential backoff and full jitter, logging one clear line per attempt. Errors the registry
   answers on purpose (incompatible schema, bad credentials) are not retried: retrying cannot fix them.
@@ -85,9 +88,18 @@ class Encoder:
         self.schema_id = schema_id
         self.prefix = bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
         self._buffer = BytesIO()
+        self._flat = flat_writer(self.schema, self.prefix)
 
     def encode(self, value: dict) -> bytes:
         """One record -> ``0x00 | schema id (4 bytes, big endian) | Avro binary body``."""
+        if self._flat is not None:
+            try:
+                return self._flat(value)
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+                pass  # an unusual value: fastavro encodes it the standard way or raises the error callers expect
+        return self._fastavro(value)
+
+    def _fastavro(self, value: dict) -> bytes:
         buf = self._buffer
         buf.seek(0)
         buf.truncate()
@@ -97,18 +109,84 @@ class Encoder:
 
     def encode_many(self, values: list[dict]) -> list[bytes]:
         """Encode a whole frame's records in one call (no per-record method lookups)."""
-        buf = self._buffer
-        prefix = self.prefix
-        schema = self.schema
-        write = fastavro.schemaless_writer
-        out = []
-        for value in values:
-            buf.seek(0)
-            buf.truncate()
-            buf.write(prefix)
-            write(buf, schema, value)
-            out.append(buf.getvalue())
-        return out
+        encode = self.encode
+        return [encode(value) for value in values]
+
+
+# ----- the flat-record fast path -----
+# Avro binary is simple for flat records: a long is a zigzag varint, a string is its UTF-8 length (a long)
+# then its bytes, an enum its index, a union its branch index then the value. Each field becomes a ``str``
+# of code points 0-255 (one per byte), the record is one "".join and one latin-1 encode: no BytesIO, no
+# per-field bytes objects, and the Confluent prefix is part of the same join, so framing copies nothing.
+_VARINT_CACHE_MAX = 8192
+
+
+def _varint(n: int) -> str:
+    """A non-negative int as an unsigned LEB128 varint, one code point per byte."""
+    if n < 0x80:
+        return chr(n)
+    out = []
+    while n > 0x7F:
+        out.append(chr((n & 0x7F) | 0x80))
+        n >>= 7
+    out.append(chr(n))
+    return "".join(out)
+
+
+def _long_writer() -> Callable[[Any], str]:
+    """Zigzag-varint writer; remembers recent values because event/open/close/ingest times repeat in a frame."""
+    cache: dict[int, str] = {}
+
+    def write(n: Any) -> str:
+        text = cache.get(n)
+        if text is None:
+            if type(n) is not int or not -(1 << 63) <= n < (1 << 63):  # bool, float, datetime: fastavro's job
+                raise TypeError("not an Avro long")
+            text = _varint((n << 1) ^ (n >> 63))
+            if len(cache) >= _VARINT_CACHE_MAX:
+                cache.clear()
+            cache[n] = text
+        return text
+    return write
+
+
+def _write_string(s: str) -> str:
+    if s.isascii():  # decimals, symbols, streams: one code point is one byte
+        n = len(s)
+        return (chr(n << 1) if n < 64 else _varint(n << 1)) + s
+    data = s.encode("utf-8")
+    return _varint(len(data) << 1) + data.decode("latin-1")
+
+
+def _write_optional_string(s: str | None) -> str:
+    return "\x00" if s is None else "\x02" + _write_string(s)
+
+
+def flat_writer(schema: dict, prefix: bytes) -> Callable[[dict], bytes] | None:
+    """A fast ``value -> prefix + Avro body`` for records whose fields are all string, long (any logical
+    type), enum or ``["null", "string"]``; None for any other schema. It raises (KeyError, TypeError, ...)
+    on values it does not handle, and ``Encoder`` then lets fastavro decide."""
+    if schema.get("type") != "record":
+        return None
+    fields: list[tuple[str, Callable[[Any], str]]] = []
+    for field in schema["fields"]:
+        ftype = field["type"]
+        base = ftype.get("type") if isinstance(ftype, dict) else ftype
+        if base == "string" and not (isinstance(ftype, dict) and ftype.get("logicalType")):
+            fields.append((field["name"], _write_string))
+        elif base == "long":
+            fields.append((field["name"], _long_writer()))
+        elif base == "enum" and len(ftype["symbols"]) <= 64:  # indexes up to 63 are one varint byte
+            fields.append((field["name"], {sym: chr(i << 1) for i, sym in enumerate(ftype["symbols"])}.__getitem__))
+        elif ftype == ["null", "string"]:
+            fields.append((field["name"], _write_optional_string))
+        else:
+            return None
+    head = prefix.decode("latin-1")
+
+    def write(value: dict) -> bytes:
+        return (head + "".join([w(value[name]) for name, w in fields])).encode("latin-1")
+    return write
 
 
 def split_framing(data: bytes) -> tuple[int, bytes]:
