@@ -166,6 +166,7 @@ class Figures:
     dropped: dict[str, float]
     dead_letters: float
     missing: list[tuple[str, int]] = field(default_factory=list)
+    sent_per_conn: dict[int, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"[{self.kind}] sent={self.sent} (unique {self.sent_unique}) received={self.received:g} "
@@ -173,7 +174,7 @@ class Figures:
                 f"{self.in_kafka_websocket}, rest_snapshot {self.in_kafka_snapshot}) "
                 f"dropped={ {k: int(v) for k, v in self.dropped.items()} } duplicates_suppressed="
                 f"{self.duplicates_suppressed:g} (websocket {self.duplicates_websocket:g}) "
-                f"dead_letters={self.dead_letters:g} missing={len(self.missing)}")
+                f"dead_letters={self.dead_letters:g} missing={len(self.missing)} sent_per_conn={self.sent_per_conn}")
 
 
 def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, kind: str = "miniticker", *,
@@ -232,4 +233,4 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     return Figures(kind, len(sent), len(sent_keys), received, lost, len(records),
                    sum(1 for r in records if r.source == "websocket"),
                    sum(1 for r in records if r.source == "rest_snapshot"), produced, accepted_ws, accepted_snap,
-                   dup_total, dup_ws, dropped, dead, missing)
+                   dup_total, dup_ws, dropped, dead, missing, dict(Counter(line["conn"] for line in sent)))
