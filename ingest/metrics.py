@@ -121,7 +121,7 @@ LIBRDKAFKA_METRICS: tuple[StatsMetric, ...] = (
     StatsMetric(PREFIX + "kafka_broker_up", "gauge", ("broker",),
                 "1 when librdkafka's connection to the broker is in state UP, else 0."),
     StatsMetric(PREFIX + "kafka_broker_rtt_seconds", "gauge", ("broker", "stat"),
-                "Broker round-trip time over the last statistics window; stat is avg, p50 or p99."),
+                "Broker round-trip time of the newest statistics window with requests; stat is avg, p50 or p99."),
     StatsMetric(PREFIX + "kafka_broker_outbuf_messages", "gauge", ("broker",),
                 "Messages waiting in librdkafka's send buffer for the broker (outbuf_msg_cnt)."),
     StatsMetric(PREFIX + "kafka_broker_inflight_messages", "gauge", ("broker",),
@@ -166,23 +166,32 @@ class LibrdkafkaStatsCollector(Collector):
         self._lock = threading.Lock()
         self._stats: dict[str, Any] | None = None
         self._received_at = 0.0
+        self._rtt: dict[str, dict[str, float]] = {}  # broker -> newest measured rtt window
 
     def update(self, stats: dict[str, Any]) -> None:
         with self._lock:
             self._stats = stats
             self._received_at = time.time()
+            # A window without requests to a broker reports rtt 0, which is no measurement: keep the newest
+            # real one, so the RTT panel shows the last known round trip instead of flickering to nothing.
+            for broker in _real_brokers(stats):
+                rtt = broker.get("rtt") or {}
+                if rtt.get("cnt"):
+                    self._rtt[str(broker.get("name", "?"))] = {
+                        stat: rtt[stat] / 1e6 for stat in _RTT_STATS if isinstance(rtt.get(stat), int | float)}
 
     def reset(self) -> None:
         """Forget the snapshot (tests, or a producer that was closed for good)."""
         with self._lock:
             self._stats = None
+            self._rtt = {}
 
     def describe(self) -> list[Metric]:
         return [_family(spec) for spec in LIBRDKAFKA_METRICS]
 
     def collect(self) -> list[Metric]:
         with self._lock:
-            stats, received_at = self._stats, self._received_at
+            stats, received_at, rtts = self._stats, self._received_at, dict(self._rtt)
         if stats is None:
             return []
         families = {spec.name: _family(spec) for spec in LIBRDKAFKA_METRICS}
@@ -193,11 +202,8 @@ class LibrdkafkaStatsCollector(Collector):
         for broker in _real_brokers(stats):
             label = str(broker.get("name", "?"))
             families[PREFIX + "kafka_broker_up"].add_metric([label], 1.0 if broker.get("state") == "UP" else 0.0)
-            rtt = broker.get("rtt") or {}
-            if rtt.get("cnt"):  # no request in the window: librdkafka reports 0, which is no measurement
-                for stat in _RTT_STATS:
-                    if isinstance(rtt.get(stat), int | float):  # librdkafka reports microseconds
-                        families[PREFIX + "kafka_broker_rtt_seconds"].add_metric([label, stat], rtt[stat] / 1e6)
+            for stat, seconds in rtts.get(label, {}).items():  # librdkafka reports microseconds
+                families[PREFIX + "kafka_broker_rtt_seconds"].add_metric([label, stat], seconds)
             for name, key in _PER_BROKER.items():
                 if isinstance(broker.get(key), int | float):
                     families[name].add_metric([label], float(broker[key]))

@@ -89,6 +89,7 @@ def real_stats() -> Iterator[dict]:
 
 
 def test_librdkafka_stats_from_a_real_client(real_stats: dict) -> None:
+    metrics.LIBRDKAFKA_STATS.reset()
     metrics.observe_librdkafka_stats(json.dumps(real_stats))
     samples = scrape()
     (queued,) = samples["binance_ingest_kafka_producer_queue_messages"]
@@ -122,9 +123,17 @@ def test_librdkafka_rtt_in_seconds_and_brokers_follow_the_newest_snapshot(real_s
     errors = {s.labels["broker"]: s.value for s in samples["binance_ingest_kafka_broker_tx_errors_total"]}
     assert errors == {"kafka-1:9092/1": 3.0, "kafka-2:9092/2": 6.0}  # the internal pseudo-broker is left out
 
+    for broker in stats["brokers"].values():  # a quiet window: no request, librdkafka reports rtt 0
+        broker["rtt"].update(cnt=0, avg=0, p50=0, p99=0)
+    metrics.observe_librdkafka_stats(json.dumps(stats))
+    samples = scrape()["binance_ingest_kafka_broker_rtt_seconds"]
+    held = {(s.labels["broker"], s.labels["stat"]): s.value for s in samples}
+    assert held == rtt  # the last measured round trip, not a fake 0
+
     del stats["brokers"]["kafka-2:9092/2"]
     metrics.observe_librdkafka_stats(json.dumps(stats))
     assert {s.labels["broker"] for s in scrape()["binance_ingest_kafka_broker_up"]} == {"kafka-1:9092/1"}
+    assert {s.labels["broker"] for s in scrape()["binance_ingest_kafka_broker_rtt_seconds"]} == {"kafka-1:9092/1"}
 
 
 @pytest.mark.parametrize("bad", ["{not json", "[1, 2]", ""])
