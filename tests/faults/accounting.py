@@ -107,10 +107,11 @@ def quiesce(sim: Any, worker: Any, settle_s: float = 0.6, timeout_s: float = 30.
     raise AssertionError("the worker never settled after the input stopped")
 
 
-def tail_allowance(sim: Any, state: SimState, kind: str, frames: int = 2) -> int:
-    """Tickers that may be lost in flight: the last ``frames`` frames of each connection that was cut
-    without a close handshake (1006 as the simulator saw it: its own abort or the client's)."""
-    cut = {c["id"] for c in state.closed if c["close_code"] == 1006}
+def tail_allowance(sim: Any, state: SimState, kind: str, frames: int = 2, codes: tuple[int, ...] = (1006,)) -> int:
+    """Tickers that may be lost in flight: the last ``frames`` frames of each connection that ended with one of
+    ``codes`` as the simulator saw it (1006: cut without a close handshake, by its own abort or the client's;
+    a client's 1000 during rotation: frames the server sent after the client's close frame are discarded)."""
+    cut = {c["id"] for c in state.closed if c["close_code"] in codes}
     per_conn: dict[int, list[int]] = {}
     for line in sent_tickers(sim, kind):
         if line["conn"] in cut:
