@@ -7,11 +7,17 @@ arrive through :meth:`poll`, which the pipeline calls once per frame and a backg
 
 The Kafka message timestamp is the exchange event time, so stream processors get event-time semantics
 for free, and the delivery callback computes event lag without any per-message Python state.
+
+Delivery reports are the second-largest per-record cost of the pipeline (pyinstrument, docs/performance.md):
+a Prometheus ``Histogram.observe`` takes a lock per call. So the callback only notes the numbers, and each
+``poll``/``flush`` adds them to the metrics in one step per topic (``_Observations``): the metrics hold the
+same values after every ``poll`` as with per-record updates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -69,8 +75,8 @@ class KafkaSink:
         self.last_ack_at = 0.0
         self.last_error: str | None = None
         self.broker_up = True
-        self._produced = {}  # topic -> bound counter child, cached to keep labels() out of the hot path
-        self._lag = {}
+        self._acked_by_topic: dict[str, _Observations] = {}  # filled by delivery reports, emptied by poll/flush
+        self._produce_latency = _Observations(None, metrics.PRODUCE_LATENCY)
 
     # ----- producing -----
     async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
@@ -103,13 +109,13 @@ class KafkaSink:
     def poll(self) -> int:
         """Serve delivery reports and statistics callbacks without blocking."""
         served = self._producer.poll(0)
-        metrics.PRODUCER_QUEUE.set(self.in_flight)
+        self._record_observations()
         return served
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for outstanding records; return how many are still unacknowledged."""
         remaining = self._producer.flush(timeout_s)
-        metrics.PRODUCER_QUEUE.set(self.in_flight)
+        self._record_observations()
         return remaining
 
     def abandon(self, reason: str) -> int:
@@ -117,11 +123,19 @@ class KafkaSink:
         self._producer.purge(in_queue=True, in_flight=True, blocking=False)
         self._producer.poll(0)
         self._producer.flush(0)
+        self._record_observations()
         leftover = self.in_flight
         if leftover:
             metrics.RECORDS_DROPPED.labels(reason).inc(leftover)
             self.in_flight = 0
         return leftover
+
+    def _record_observations(self) -> None:
+        """Add what the delivery reports noted since the last call to the Prometheus metrics."""
+        for observations in self._acked_by_topic.values():
+            observations.record()
+        self._produce_latency.record()
+        metrics.PRODUCER_QUEUE.set(self.in_flight)
 
     def list_topics(self, timeout_s: float = 5.0) -> Any:
         return self._producer.list_topics(timeout=timeout_s)
@@ -135,17 +149,17 @@ class KafkaSink:
             now = time.time()
             self.last_ack_at = now
             self.broker_up = True
-            counter = self._produced.get(topic)
-            if counter is None:
-                counter = self._produced[topic] = metrics.RECORDS_PRODUCED.labels(topic)
-                self._lag[topic] = metrics.EVENT_LAG.labels(topic)
-            counter.inc()
+            acked = self._acked_by_topic.get(topic)
+            if acked is None:
+                acked = self._acked_by_topic[topic] = _Observations(metrics.RECORDS_PRODUCED.labels(topic),
+                                                                    metrics.EVENT_LAG.labels(topic))
+            acked.count += 1
             _, ts_ms = msg.timestamp()
             if ts_ms > 0:
-                self._lag[topic].observe(max(0.0, now - ts_ms / 1000.0))
+                acked.values.append(max(0.0, now - ts_ms / 1000.0))
             latency = msg.latency()
             if latency is not None:
-                metrics.PRODUCE_LATENCY.observe(latency)
+                self._produce_latency.values.append(latency)
             return
         self.failed += 1
         code = err.code()
@@ -175,3 +189,40 @@ class KafkaSink:
         observe = getattr(metrics, "observe_librdkafka_stats", None)
         if observe is not None:
             observe(stats_json)
+
+
+class _Observations:
+    """A counter increment and histogram observations noted per record, added to Prometheus once per poll.
+
+    ``record`` puts n observations into the histogram's buckets with one increment per bucket, the same
+    result as n ``observe`` calls (a value goes to the first bucket whose bound is >= it).
+    """
+
+    def __init__(self, counter: Any, histogram: Any) -> None:
+        self.counter = counter
+        self.histogram = histogram
+        self.count = 0
+        self.values: list[float] = []
+
+    def record(self) -> None:
+        if self.count:
+            self.counter.inc(self.count)
+            self.count = 0
+        values = self.values
+        if not values:
+            return
+        self.values = []
+        hist = self.histogram
+        buckets = getattr(hist, "_buckets", None)
+        bounds = getattr(hist, "_upper_bounds", None)
+        if buckets is None or bounds is None:  # a prometheus_client without these internals: the slow way
+            for value in values:
+                hist.observe(value)
+            return
+        per_bucket = [0] * len(bounds)
+        for value in values:
+            per_bucket[bisect.bisect_left(bounds, value)] += 1
+        for index, n in enumerate(per_bucket):
+            if n:
+                buckets[index].inc(n)
+        hist._sum.inc(sum(values))
