@@ -16,6 +16,12 @@ lives) and `/readyz` (200 when connected to Binance and producing to Kafka, else
 reasons). Metrics whose name starts with `binance_ingest_kafka_` come from librdkafka's statistics
 (`statistics.interval.ms`) and appear after the producer's first statistics callback.
 
+![Tickers/s, event lag p50/p99 and reconnects of a test run](img/panels.png)
+
+*The main dashboard panels during `tests/observability/test_prometheus_live.py`: healthy, a storm of 1011 closes,
+malformed frames, frames delayed at the exchange (lag rises to ~10 s), then the exchange goes away. Rendered by
+`python -m ingest.observability.panels_png` from the run's Prometheus data.*
+
 Histograms are exposed as `NAME_bucket` (with label `le`), `NAME_sum` and `NAME_count`.
 Buckets: `event_lag_seconds` {lag}; `produce_latency_seconds` {produce}.
 
