@@ -78,6 +78,7 @@ class SimState:
     stats: dict[str, Any]
     closed: list[dict[str, Any]]
     snapshot_entries: int  # ticker/24hr entries served to the worker (each is accepted or suppressed)
+    exchange_symbols: int  # exchangeInfo symbols: each one a record for the symbols topic (or a dead letter)
 
 
 def quiesce(sim: Any, worker: Any, settle_s: float = 0.6, timeout_s: float = 30.0) -> tuple[Scrape, SimState]:
@@ -91,7 +92,8 @@ def quiesce(sim: Any, worker: Any, settle_s: float = 0.6, timeout_s: float = 30.
     stats = sim.stats()
     calls = stats["rest_requests"].get("/api/v3/ticker/24hr", 0)
     entries = len(sim.request("/api/v3/ticker/24hr")[2]) if calls else 0
-    state = SimState(stats, sim.connections()["closed"], calls * entries)
+    symbols = len(sim.request("/api/v3/exchangeInfo")[2]["symbols"])
+    state = SimState(stats, sim.connections()["closed"], calls * entries, symbols)
     sim.stop()
     deadline = time.monotonic() + timeout_s
     last: tuple[float, ...] = ()
@@ -179,10 +181,15 @@ class Figures:
 
 
 def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, kind: str = "miniticker", *,
-          snapshot_entries: int = 0, allowed_lost: int = 0, dead_letter_frames: int | None = 0) -> Figures:
+          state: SimState | None = None, snapshot_entries: int | None = None, allowed_lost: int = 0,
+          dead_letter_frames: int | None = 0) -> Figures:
     """Assert the identity for one ticker kind; returns the figures for the test's report.
 
-    ``snapshot_entries``: REST ticker/24hr entries the worker received (each is accepted or suppressed).
+    ``records_dropped_total`` has no topic label, so "handed to the producer = in Kafka + dropped" is checked
+    over all topics: ticker records accepted + one symbols record per exchangeInfo symbol (those that failed
+    validation are dead letters instead) + dead letters.
+    ``state``: what the simulator served (REST snapshot entries, each accepted or suppressed; symbols); without
+    it, ``snapshot_entries`` gives the snapshot entries and every drop is assumed to be of this topic.
     ``allowed_lost``: how many sent tickers may be lost in flight (tails of cut connections).
     ``dead_letter_frames``: expected ``deadletter_total`` (None: do not check the number, only the topic).
     """
@@ -205,11 +212,26 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     accepted_snap = final.get("records_accepted_total", topic=topic, source="rest_snapshot")
     dropped = final.by_label("records_dropped_total", "reason")
     dropped_total = sum(dropped.values())
-    assert accepted_ws + accepted_snap == len(records) + dropped_total, (
-        f"accepted {accepted_ws}+{accepted_snap} != in Kafka {len(records)} + dropped {dropped}")
+    dead = final.get("deadletter_total")
+    dl_records = read_all(bootstrap, f"{prefix}.deadletter")
+    symbol_dead = sum(1 for r in dl_records if r.key == b"rest:exchangeInfo")
+    if state is not None:
+        snapshot_entries = state.snapshot_entries
+        handed = final.get("records_accepted_total") + state.exchange_symbols - symbol_dead + dead
+        produced_all = final.get("records_produced_total")
+        assert handed == produced_all + dropped_total, (
+            f"handed to the producer {handed:g} != produced {produced_all:g} + dropped {dropped}")
+    if state is None:  # every drop counted against this topic
+        assert accepted_ws + accepted_snap == len(records) + dropped_total, (
+            f"accepted {accepted_ws}+{accepted_snap} != in Kafka {len(records)} + dropped {dropped}")
+    elif not dropped_total:
+        assert accepted_ws + accepted_snap == len(records), (
+            f"accepted {accepted_ws}+{accepted_snap} != in Kafka {len(records)} with nothing dropped")
+    else:  # drops may belong to other topics (symbols, dead letters): the all-topic identity above holds
+        assert len(records) <= accepted_ws + accepted_snap
 
     dup_total = final.get("duplicates_suppressed_total")
-    dup_snapshot = snapshot_entries - accepted_snap
+    dup_snapshot = (snapshot_entries or 0) - accepted_snap
     assert dup_snapshot >= 0, f"more snapshot records accepted ({accepted_snap}) than entries ({snapshot_entries})"
     dup_ws = dup_total - dup_snapshot
     received = accepted_ws + dup_ws
@@ -223,10 +245,9 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     missing = sorted(k for k in sent_keys if k not in in_kafka)
     unrestored = [k for k in missing if newest.get(k[0], 0) <= k[1]]
     assert not unrestored, f"sent tickers missing from Kafka with no later state of the symbol: {unrestored[:5]}"
-    assert len(missing) <= lost + dup_ws, f"{len(missing)} missing but only {lost} lost and {dup_ws} suppressed"
+    assert len(missing) <= lost + dup_ws + dropped_total, (
+        f"{len(missing)} missing but only {lost} lost, {dup_ws} suppressed and {dropped_total} dropped")
 
-    dead = final.get("deadletter_total")
-    dl_records = read_all(bootstrap, f"{prefix}.deadletter")
     assert len(dl_records) == dead, f"dead-letter topic has {len(dl_records)} records, deadletter_total={dead}"
     if dead_letter_frames is not None:
         assert dead == dead_letter_frames, f"deadletter_total={dead}, expected {dead_letter_frames}"

@@ -90,7 +90,7 @@ def test_reconnect_backoff_reasons_reset_and_accounting(sim_factory, worker_fact
     assert snapshots_before_quiesce > 0, "no REST snapshot after the reconnects"
 
     figures = accounting.check(sim, final, stack_endpoints.bootstrap_servers, stack_endpoints.registry_url,
-                               unique_prefix, snapshot_entries=state.snapshot_entries,
+                               unique_prefix, state=state,
                                allowed_lost=accounting.tail_allowance(sim, state, "miniticker"))
     assert worker.stop() == 0
     print(f"\n[reconnect] flap delays {[round(d, 3) for _, d, _ in flaps]} (ceilings "

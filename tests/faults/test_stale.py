@@ -47,7 +47,7 @@ def finish(sim, worker, stack_endpoints, prefix: str, label: str) -> accounting.
     # >= 1: with a short deadline the quiescing silence itself can end one more connection as stale.
     assert final.get("ws_reconnects_total", reason="stale") >= 1, final.by_label("ws_reconnects_total", "reason")
     figures = accounting.check(sim, final, stack_endpoints.bootstrap_servers, stack_endpoints.registry_url, prefix,
-                               snapshot_entries=state.snapshot_entries,
+                               state=state,
                                allowed_lost=accounting.tail_allowance(sim, state, "miniticker"))
     assert worker.stop() == 0
     print(f"\n[{label}] " + figures.line())
