@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-MALFORMED_KINDS = ("invalid_json", "wrong_types", "missing_fields", "oversized", "invalid_utf8", "excess_decimals")
+MALFORMED_KINDS = ("invalid_json", "wrong_types", "missing_fields", "oversized", "invalid_utf8", "excess_decimals",
+                   "unknown_event")
 FAULT_TYPES = ("close", "silence", "slow", "malformed", "duplicate", "rest", "expire")
 DEFAULT_OVERSIZED_BYTES = 2 * 1024 * 1024  # above websockets' default max_size of 1 MiB
 
@@ -31,6 +32,8 @@ def malformed_payload(kind: str, ticker_json: str, is_array: bool, size: int = D
     elif kind == "missing_fields":
         obj.pop("c", None)
         obj.pop("v", None)
+    elif kind == "unknown_event":
+        obj["e"] = "24hrMysteryTicker"  # an event type the client has never heard of
     elif kind == "excess_decimals":
         obj["c"] = obj["c"] + "0" * 30 + "1"  # 30+ decimals: more than any Avro/Decimal scale we would pick
     elif kind == "invalid_utf8":
