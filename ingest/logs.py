@@ -140,5 +140,5 @@ def setup_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None 
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that log every frame or request at INFO/DEBUG would drown the worker's own events.
-    for noisy in ("websockets", "urllib3", "asyncio"):
+    for noisy in ("websockets", "urllib3", "asyncio", "httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
