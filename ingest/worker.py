@@ -65,8 +65,7 @@ class Worker:
             reasons.append("kafka: producer not started")
         elif not self.sink.broker_up:
             reasons.append(f"kafka: brokers unreachable ({self.sink.last_error})")
-        ready = not reasons
-        metrics.READY.set(1 if ready else 0)
+        ready = not reasons  # MetricsServer exports this as binance_ingest_ready on every scrape
         return ready, {"ready": ready, "reasons": reasons}
 
     # ----- lifecycle -----

@@ -186,9 +186,7 @@ class KafkaSink:
         log.warning("producer error", extra={"reason": self.last_error})
 
     def _on_stats(self, stats_json: str) -> None:
-        observe = getattr(metrics, "observe_librdkafka_stats", None)
-        if observe is not None:
-            observe(stats_json)
+        metrics.observe_librdkafka_stats(stats_json)
 
 
 class _Observations:
