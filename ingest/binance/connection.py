@@ -365,7 +365,14 @@ class StreamSource:
         combined = self.settings.combined
         try:
             while True:
-                frame = await ws.recv()
+                # Undecoded: websockets would close with 1007 on a text frame that is not UTF-8, dropping the
+                # connection and everything queued behind that frame; we decode ourselves (the same cost) and
+                # let the parser dead-letter the bytes as invalid_utf8.
+                raw = await ws.recv(decode=False)
+                try:
+                    frame: str | bytes = raw.decode()
+                except UnicodeDecodeError:
+                    frame = raw
                 now = time.time()
                 conn.last_frame_mono = time.monotonic()
                 conn.last_frame_at = now
