@@ -51,11 +51,32 @@ class StatsSampler:
         self._thread.join(5)
 
     def first_time(self, predicate) -> float:
-        return next(t for t, s in self.samples if predicate(s))
+        for t, s in self.samples:
+            if predicate(s):
+                return t
+        raise AssertionError("the simulator's counters never showed the expected request")
+
+    def gap(self, first, then) -> tuple[float, float]:
+        """Bounds (low, high) of the seconds between the request that made ``first`` true and the one that made
+        ``then`` true. Each happened between the sample showing it and the sample before; a stalled sampler
+        widens the bounds but never makes them wrong."""
+        t_first = self.first_time(first)
+        t_then = self.first_time(then)
+        before_first = max(ts for ts, _ in self.samples if ts < t_first)
+        before_then = max(ts for ts, _ in self.samples if ts < t_then)
+        return before_then - t_first, t_then - before_first
+
+    def before(self, t: float) -> dict:
+        """The last stats sampled before ``t``."""
+        return [s for ts, s in self.samples if ts < t][-1]
 
 
 def requests(stats: dict, path: str) -> int:
     return stats["rest_requests"].get(path, 0)
+
+
+def total_requests(stats: dict) -> int:
+    return sum(n for path, n in stats["rest_requests"].items() if path.startswith("/"))
 
 
 def status_count(stats: dict, status: int) -> int:
@@ -89,15 +110,13 @@ def test_429_and_418_retry_after_is_honoured(sim_factory, stack_endpoints, tmp_p
     time.sleep(0.5)
     sampler.stop()
 
-    t429 = sampler.first_time(lambda s: status_count(s, 429) >= 1)
-    after_429 = sampler.first_time(lambda s: requests(s, EXCHANGE_INFO) >= 2)
+    gap_429 = sampler.gap(lambda s: status_count(s, 429) >= 1, lambda s: requests(s, EXCHANGE_INFO) >= 2)
     t418 = sampler.first_time(lambda s: status_count(s, 418) >= 1)
-    at_418 = next(s for t, s in sampler.samples if t >= t418)
-    total_at_418 = sum(at_418["rest_requests"].values())
-    after_418 = sampler.first_time(lambda s: sum(s["rest_requests"].values()) > total_at_418)
-    # Sampling is every 50 ms: a request seen at sample t was sent after the previous sample.
-    assert after_429 - t429 >= 3 - 0.1, f"request {after_429 - t429:.2f}s after a 429 with Retry-After 3"
-    assert after_418 - t418 >= 4 - 0.1, f"request {after_418 - t418:.2f}s after a 418 with Retry-After 4"
+    n418 = total_requests(sampler.before(t418)) + 1  # the 418 was request number n418
+    gap_418 = sampler.gap(lambda s: status_count(s, 418) >= 1, lambda s: total_requests(s) > n418)
+    # A request sent within the Retry-After window would make even the upper bound of the gap short.
+    assert gap_429[1] >= 3 - 0.1, f"request {gap_429} s after a 429 with Retry-After 3"
+    assert gap_418[1] >= 4 - 0.1, f"request {gap_418} s after a 418 with Retry-After 4"
 
     m = worker.metric
     assert m("binance_ingest_rest_requests_total", endpoint=EXCHANGE_INFO, status="429") == 1
@@ -113,8 +132,8 @@ def test_429_and_418_retry_after_is_honoured(sim_factory, stack_endpoints, tmp_p
     assert worker.stop() == 0
     figures = accounting.check(sim, final, stack_endpoints.bootstrap_servers, stack_endpoints.registry_url,
                                unique_prefix, snapshot_entries=snapshot_entries)
-    print(f"429 -> next request after {after_429 - t429:.2f}s (Retry-After 3); 418 -> next request after "
-          f"{after_418 - t418:.2f}s (Retry-After 4); rest status counts at the simulator "
+    print(f"429 -> next request {gap_429[0]:.2f}-{gap_429[1]:.2f}s later (Retry-After 3); 418 -> next request "
+          f"{gap_418[0]:.2f}-{gap_418[1]:.2f}s later (Retry-After 4); rest status counts at the simulator "
           f"{sim_final_statuses(sampler)}; " + figures.line())
 
 
