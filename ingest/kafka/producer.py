@@ -75,6 +75,7 @@ class KafkaSink:
         self.last_ack_at = 0.0
         self.last_error: str | None = None
         self.broker_up = True
+        self._purge_reason: str | None = None  # set while abandon() purges: the drop reason of purged records
         self._acked_by_topic: dict[str, _Observations] = {}  # filled by delivery reports, emptied by poll/flush
         self._produce_latency = _Observations(None, metrics.PRODUCE_LATENCY)
 
@@ -119,14 +120,19 @@ class KafkaSink:
         return remaining
 
     def abandon(self, reason: str) -> int:
-        """At the end of the grace period: purge what is left, so each leftover record is counted as dropped."""
-        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self._producer.poll(0)
-        self._producer.flush(0)
-        self._record_observations()
+        """At the end of the grace period: purge what is left, so each leftover record is counted as dropped
+        under ``reason`` (the purge's delivery reports would otherwise say buffer_full); returns how many."""
         leftover = self.in_flight
-        if leftover:
-            metrics.RECORDS_DROPPED.labels(reason).inc(leftover)
+        self._purge_reason = reason
+        try:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.poll(0)
+            self._producer.flush(0)
+        finally:
+            self._purge_reason = None
+        self._record_observations()
+        if self.in_flight:  # no delivery report came for these: count them here
+            metrics.RECORDS_DROPPED.labels(reason).inc(self.in_flight)
             self.in_flight = 0
         return leftover
 
@@ -163,7 +169,9 @@ class KafkaSink:
             return
         self.failed += 1
         code = err.code()
-        if code == KafkaError._PURGE_QUEUE:
+        if self._purge_reason is not None and code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            reason = self._purge_reason
+        elif code == KafkaError._PURGE_QUEUE:
             reason = "buffer_full"
         elif code == KafkaError._MSG_TIMED_OUT:
             reason = "delivery_timeout"
