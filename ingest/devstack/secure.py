@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -156,13 +157,14 @@ class BasicAuthProxy:
     """
 
     def __init__(self, directory: Path, upstream_port: int, users: dict[str, str],
-                 max_lifetime_s: float = 1800.0) -> None:
+                 max_lifetime_s: float = 1800.0, tls: tuple[Path, Path] | None = None) -> None:
         if shutil.which("nginx") is None:
             raise StackError("nginx is not installed (Debian: apt-get install nginx-light; see .ci/setup)")
         self.directory = directory.resolve()
         self.upstream_port = upstream_port
         self.port = free_port()
         self.max_lifetime_s = max_lifetime_s
+        self.tls = tls  # (certificate, key) in PEM: serve HTTPS, as basic auth should only travel encrypted
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "logs").mkdir(exist_ok=True)
         (self.directory / "htpasswd").write_text("".join(f"{u}:{apr1_hash(p)}\n" for u, p in users.items()))
@@ -170,12 +172,16 @@ class BasicAuthProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}{REGISTRY_API}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}{REGISTRY_API}"
 
     def _config(self) -> str:
         d = self.directory
         temp = "".join(f"    {kind}_temp_path {d}/{kind}_temp;\n"
                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        listen = f"        listen {HOST}:{self.port};\n"
+        if self.tls:
+            listen = (f"        listen {HOST}:{self.port} ssl;\n"
+                      f"        ssl_certificate {self.tls[0]};\n        ssl_certificate_key {self.tls[1]};\n")
         return (
             "daemon off;\nmaster_process off;\nworker_processes 1;\n"
             f"pid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n"
@@ -183,7 +189,7 @@ class BasicAuthProxy:
             "http {\n"
             f"    access_log {d}/logs/access.log;\n{temp}"
             "    server {\n"
-            f"        listen {HOST}:{self.port};\n"
+            f"{listen}"
             '        auth_basic "schema registry";\n'
             f"        auth_basic_user_file {d}/htpasswd;\n"
             "        location / {\n"
@@ -194,6 +200,12 @@ class BasicAuthProxy:
             "    }\n"
             "}\n"
         )
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the proxy's certificate (``ca.pem`` next to it, as ``make_pki`` writes it)."""
+        assert self.tls is not None
+        return self.tls[0].parent / "ca.pem"
 
     def start(self, timeout_s: float = 15.0) -> None:
         conf = self.directory / "nginx.conf"
@@ -211,7 +223,8 @@ class BasicAuthProxy:
             if self.proc.poll() is not None:
                 raise StackError(f"nginx exited: {(self.directory / 'logs' / 'error.log').read_text()[-300:]}")
             try:
-                urllib.request.urlopen(self.url + "/subjects", timeout=1)  # noqa: S310 - our localhost URL
+                context = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
+                urllib.request.urlopen(self.url + "/subjects", timeout=1, context=context)  # noqa: S310 - localhost
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:
                     return

@@ -2,8 +2,8 @@
 
 One private stack per module (ingest.devstack.secure): Kafka 4.1.1 with a SASL_SSL listener (SCRAM-SHA-512
 users created at format time) and an SSL listener that requires client certificates, both serving a
-certificate of our own CA; Apicurio Registry behind Debian's nginx with HTTP basic auth (Apicurio 3.0.x
-authenticates only through OIDC, so a reverse proxy is the honest basic-auth setup). The worker reaches
+certificate of our own CA; Apicurio Registry behind Debian's nginx with HTTP basic auth over HTTPS (same CA;
+Apicurio 3.0.x authenticates only through OIDC, so a reverse proxy is the honest basic-auth setup). The worker reaches
 Kafka only through the secured listener under test; the test reads topics back on the broker's PLAINTEXT
 listener and decodes with the registry directly.
 
@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,13 +70,23 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     try:
         stack.up()
         if shutil.which("nginx"):
-            proxy = BasicAuthProxy(directory / "proxy", stack.state.registry_port, {REGISTRY_USER: REGISTRY_PASSWORD})
+            proxy = BasicAuthProxy(directory / "proxy", stack.state.registry_port, {REGISTRY_USER: REGISTRY_PASSWORD},
+                                   tls=(pki / "server.pem", pki / "server.key"))
             proxy.start()
         yield Secure(stack, listeners, proxy, directory)
     finally:
         if proxy is not None:
             proxy.stop()
         stack.down()
+
+
+def registry_ca_bundle(secure: Secure, tmp_path: Path) -> Path:
+    """Public CAs plus our private CA: SSL_CERT_FILE is read by the registry client (and by every other TLS
+    client in the process, hence the public CAs: Binance's REST and WebSocket endpoints need them)."""
+    bundle = tmp_path / "ca-bundle.pem"
+    system = Path(ssl.get_default_verify_paths().openssl_cafile)
+    bundle.write_text(system.read_text() + secure.listeners.pki.ca_pem.read_text())
+    return bundle
 
 
 def start_worker(secure: Secure, tmp_path: Path, sim, prefix: str, env: dict[str, str], *args: str,
@@ -124,7 +135,8 @@ def test_sasl_ssl_scram_from_env_with_registry_basic_auth(secure, sim_factory, t
         "INGEST_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "INGEST_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "INGEST_KAFKA_SASL_USERNAME": USER, "INGEST_KAFKA_SASL_PASSWORD": PASSWORD,
         "INGEST_KAFKA_SSL_CA_LOCATION": str(secure.listeners.pki.ca_pem),
-        "INGEST_SCHEMA_REGISTRY_USER_INFO": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"}, registry=secure.proxy.url)
+        "INGEST_SCHEMA_REGISTRY_USER_INFO": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}",
+        "SSL_CERT_FILE": str(registry_ca_bundle(secure, tmp_path))}, registry=secure.proxy.url)
     _, metrics_text = run_and_account(secure, sim, worker, unique_prefix)
     assert_not_leaked(worker, PASSWORD, REGISTRY_PASSWORD, metrics_text=metrics_text)
     assert worker.stop() == 0
@@ -181,17 +193,22 @@ def _refused(secure: Secure, case: str, tmp_path: Path) -> tuple[dict[str, str],
                 "KAFKA_BOOTSTRAP_SERVERS": secure.listeners.ssl}, None, []
     if secure.proxy is None:
         pytest.skip("nginx is not installed - registry basic auth not testable")
+    if case == "registry_untrusted_ca":  # the public CAs only: the proxy's certificate must be refused
+        return ({**sasl, "INGEST_SCHEMA_REGISTRY_USER_INFO": f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"},
+                secure.proxy.url, [REGISTRY_PASSWORD, PASSWORD])
     wrong = "wrong-" + secrets.token_hex(12)
-    return {**sasl, "INGEST_SCHEMA_REGISTRY_USER_INFO": f"{REGISTRY_USER}:{wrong}"}, secure.proxy.url, [wrong, PASSWORD]
+    return ({**sasl, "INGEST_SCHEMA_REGISTRY_USER_INFO": f"{REGISTRY_USER}:{wrong}",
+             "SSL_CERT_FILE": str(registry_ca_bundle(secure, tmp_path))}, secure.proxy.url, [wrong, PASSWORD])
 
 
 @pytest.mark.parametrize("case", ["wrong_scram_password", "untrusted_ca", "no_client_certificate",
-                                  "wrong_registry_password"])
+                                  "wrong_registry_password", "registry_untrusted_ca"])
 def test_refused_connections_never_become_ready_and_leak_nothing(case, secure, sim_factory, tmp_path, unique_prefix):
-    """A wrong SCRAM password, a broker certificate from a CA we do not trust, a missing client certificate and
-    wrong registry credentials are all refused: the worker never reports ready and produces nothing, and the
-    reason is in the log without the secret. Catches: certificate verification switched off, a listener that
-    does not really authenticate, and credentials echoed in error messages."""
+    """A wrong SCRAM password, a broker certificate from a CA we do not trust, a missing client certificate,
+    wrong registry credentials and a registry certificate from a CA we do not trust are all refused: the worker
+    never reports ready and produces nothing, and the reason is in the log without the secret. Catches:
+    certificate verification switched off (Kafka or registry), a listener that does not really authenticate,
+    and credentials echoed in error messages."""
     env, registry, secrets_given = _refused(secure, case, tmp_path)
     sim = sim_factory(symbols=4, interval=0.5, seed=24)
     worker = start_worker(secure, tmp_path, sim, unique_prefix, env, registry=registry)
@@ -211,7 +228,8 @@ def test_refused_connections_never_become_ready_and_leak_nothing(case, secure, s
     assert not ready_seen, "a refused worker reported ready"
     log_text = worker.log_path.read_text(errors="replace").lower()
     expected = {"wrong_scram_password": "authentication", "untrusted_ca": "certificate verify failed",
-                "no_client_certificate": "ssl", "wrong_registry_password": "401"}[case]
+                "no_client_certificate": "ssl", "wrong_registry_password": "401",
+                "registry_untrusted_ca": "certificate verify failed"}[case]
     assert expected in log_text, f"no {expected!r} in the log:\n{worker.log_tail()}"
     for secret in secrets_given:
         assert secret.lower() not in log_text
