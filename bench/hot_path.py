@@ -39,6 +39,7 @@ class HotPathResult:
     pipeline_cpu_us: float = 0.0  # main-thread CPU µs per record (the Python side of the pipeline)
     raw_rps: float = 0.0  # bare producer loop on the same bytes, records per wall second
     bytes_per_record: float = 0.0
+    spread: dict[str, list[float]] = field(default_factory=dict)  # every repeat's figure, to show the noise
 
 
 def bench_settings(bootstrap: str, prefix: str | None = None) -> Settings:
@@ -63,13 +64,34 @@ def _parse_all(frames: list[Frame], settings: Settings) -> list:
             for f in frames]
 
 
+def _warm_up(producer: Producer, topic: str) -> None:
+    """Connect and get the idempotent producer id before timing: start-up is not the hot path."""
+    producer.produce(topic, b"warm-up", b"bench")
+    producer.flush(30)
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000) -> HotPathResult:
+def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000, repeats: int = 3) -> HotPathResult:
+    """Best of ``repeats`` runs, stage by stage (the machine is shared: the fastest run is the least disturbed)."""
+    results = [run_once(bootstrap, frames_per_kind, tickers_per_frame) for _ in range(max(1, repeats))]
+    spread = {"on_frame+ack records/s": sorted(r.pipeline_rps for r in results),
+              "raw producer records/s": sorted(r.raw_rps for r in results)}
+    best = results[0]
+    for r in results[1:]:
+        best.stage_us = {k: min(v, r.stage_us[k]) for k, v in best.stage_us.items()}
+        best.pipeline_rps = max(best.pipeline_rps, r.pipeline_rps)
+        best.pipeline_cpu_us = min(best.pipeline_cpu_us, r.pipeline_cpu_us)
+        best.raw_rps = max(best.raw_rps, r.raw_rps)
+    best.spread = spread
+    return best
+
+
+def run_once(bootstrap: str, frames_per_kind: int, tickers_per_frame: int) -> HotPathResult:
     frames = make_frames("miniticker", frames_per_kind, tickers_per_frame) + \
         make_frames("ticker", frames_per_kind, tickers_per_frame, seed=8)
     settings = bench_settings(bootstrap)
@@ -88,6 +110,7 @@ def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000
     result.stage_us["validate"] = max(0.0, t_frame - t_parse) * us
 
     sink = KafkaSink(settings)
+    _warm_up(sink._producer, settings.topic("ticker"))
     encs = encoders()
     pipeline = Pipeline(settings, sink, encs, ["!miniTicker@arr", "!ticker@arr"])
     fresh: list[dict] = []
@@ -114,6 +137,7 @@ def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000
 
     # The whole pipeline: a fresh Pipeline (empty dedupe state) over the same frames, then flush.
     sink = KafkaSink(settings)
+    _warm_up(sink._producer, pipeline.topics["ticker"])
     pipeline = Pipeline(settings, sink, encs, ["!miniTicker@arr", "!ticker@arr"])
 
     async def whole() -> None:
@@ -129,6 +153,7 @@ def run(bootstrap: str, frames_per_kind: int = 10, tickers_per_frame: int = 2000
 
     # The raw producer limit: same bytes, same settings, no Python work per record but the call itself.
     producer = Producer(producer_config(settings))
+    _warm_up(producer, pipeline.topics["ticker"])
     t0 = time.perf_counter()
     produce, poll = producer.produce, producer.poll
     for i, (topic, key, value, ts) in enumerate(encoded):
@@ -153,6 +178,8 @@ def table(r: HotPathResult) -> str:
                  f"(main-thread CPU {r.pipeline_cpu_us:.2f} µs/record)")
     lines.append(f"{'raw producer':<14} {1e6 / r.raw_rps:>10.2f} {r.raw_rps:>12,.0f}")
     lines.append(f"hot path / raw producer limit: {r.pipeline_rps / r.raw_rps:.2f}")
+    for name, values in r.spread.items():
+        lines.append(f"  repeats, {name}: " + ", ".join(f"{v:,.0f}" for v in values))
     return "\n".join(lines)
 
 
@@ -161,5 +188,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--frames", type=int, default=10, help="frames per kind")
+    parser.add_argument("--repeats", type=int, default=3)
     a = parser.parse_args()
-    print(table(run(a.bootstrap, a.frames)))
+    print(table(run(a.bootstrap, a.frames, repeats=a.repeats)))
