@@ -120,6 +120,7 @@ class _Connection:
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     next_control_mono: float = 0.0
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    handling: bool = False  # inside on_frame: a blocked pipeline (buffer policy "block") is not a silent peer
 
     @property
     def live(self) -> bool:
@@ -387,7 +388,9 @@ class StreamSource:
                     conn.raw_counter.inc()
                 if not conn.first_data.is_set():
                     self._mark_delivering(conn, now)
+                conn.handling = True
                 await on_frame(frame, FrameMeta(conn.id, now))
+                conn.handling = False
         except ConnectionClosed as exc:
             conn.close_exc = exc
             _resolve(conn.ended, classify_close(exc))
@@ -400,6 +403,9 @@ class StreamSource:
         check = min(1.0, self.deadline_s / 4)
         while not conn.ended.done():
             await asyncio.sleep(check)
+            if conn.handling:  # backpressure from Kafka: the deadline starts again once the frame is handled
+                conn.last_frame_mono = time.monotonic()
+                continue
             silent = time.monotonic() - conn.last_frame_mono
             if silent > self.deadline_s and not conn.ended.done():
                 log.warning("websocket %s silent for %.1f s (deadline %.1f s)", conn.id, silent, self.deadline_s,
