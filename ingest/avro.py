@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from ingest.backoff import Backoff
 from ingest.config import ConfigError
 
 try:  # the HTTP library confluent-kafka's registry client uses: httpx2 when installed, else httpx
@@ -278,53 +278,44 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def _delays(initial_s: float, max_s: float) -> Callable[[int], float]:
-    def delay(attempt: int) -> float:  # full jitter: spreads restarts of many pods
-        return random.uniform(0, min(max_s, initial_s * 2 ** min(attempt, 30)))
-    return delay
-
-
 def retry_with_backoff(fn: Callable[[], T], *, what: str, initial_s: float = 1.0, max_s: float = 60.0,
-                       deadline_s: float | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call ``fn`` until it succeeds; retry only ``is_retryable`` errors, with capped exponential backoff.
+                       deadline_s: float | None = None, sleep: Callable[[float], None] = time.sleep,
+                       retryable: Callable[[BaseException], bool] = is_retryable) -> T:
+    """Call ``fn`` until it succeeds; retry only ``retryable`` errors, with capped exponential backoff.
 
     ``deadline_s`` (None = forever) bounds the total time; then the last error is raised.
     """
-    delay = _delays(initial_s, max_s)
+    backoff = Backoff(initial_s, max_s)
     start = time.monotonic()
-    attempt = 0
     while True:
         try:
             return fn()
         except Exception as exc:
-            if not is_retryable(exc):
-                raise
-            wait = delay(attempt)
-            attempt += 1
-            if deadline_s is not None and time.monotonic() - start + wait > deadline_s:
-                raise
-            log.warning("%s failed (attempt %d): %s: %s; retrying in %.1f s",
-                        what, attempt, type(exc).__name__, exc, wait)
-            sleep(wait)
+            sleep(_next_wait(exc, what, backoff, start, deadline_s, retryable))
 
 
 async def retry_with_backoff_async(fn: Callable[[], T], *, what: str, initial_s: float = 1.0,
                                    max_s: float = 60.0, deadline_s: float | None = None,
-                                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
-    """``retry_with_backoff`` for the event loop: ``fn`` (blocking registry calls) runs in a thread."""
-    delay = _delays(initial_s, max_s)
+                                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                                   retryable: Callable[[BaseException], bool] = is_retryable) -> T:
+    """``retry_with_backoff`` for the event loop: ``fn`` (blocking registry or admin calls) runs in a thread."""
+    backoff = Backoff(initial_s, max_s)
     start = time.monotonic()
-    attempt = 0
     while True:
         try:
             return await asyncio.to_thread(fn)
         except Exception as exc:
-            if not is_retryable(exc):
-                raise
-            wait = delay(attempt)
-            attempt += 1
-            if deadline_s is not None and time.monotonic() - start + wait > deadline_s:
-                raise
-            log.warning("%s failed (attempt %d): %s: %s; retrying in %.1f s",
-                        what, attempt, type(exc).__name__, exc, wait)
-            await sleep(wait)
+            await sleep(_next_wait(exc, what, backoff, start, deadline_s, retryable))
+
+
+def _next_wait(exc: Exception, what: str, backoff: Backoff, start: float, deadline_s: float | None,
+               retryable: Callable[[BaseException], bool]) -> float:
+    """The delay before the next attempt, or re-raise ``exc`` when retrying cannot help or time is up."""
+    if not retryable(exc):
+        raise exc
+    wait = backoff.next_delay()  # full jitter: spreads the restarts of many pods
+    if deadline_s is not None and time.monotonic() - start + wait > deadline_s:
+        raise exc
+    log.warning("%s failed (attempt %d): %s: %s; retrying in %.1f s",
+                what, backoff.attempt, type(exc).__name__, exc, wait)
+    return wait

@@ -22,7 +22,7 @@ from ingest.binance.connection import StreamSource
 from ingest.binance.rest import RestClient
 from ingest.config import Settings
 from ingest.kafka.producer import KafkaSink
-from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, publish_symbols
+from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, kafka_unreachable, publish_symbols
 from ingest.logs import setup_logging
 from ingest.pipeline import Pipeline
 
@@ -96,7 +96,8 @@ class Worker:
             initial_s=s.backoff_initial_s, max_s=s.backoff_max_s)
         admin = admin_client(s)
         await avro.retry_with_backoff_async(lambda: ensure_topics(admin, s), what="topic seeding",
-                                            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s)
+                                            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s,
+                                            retryable=kafka_unreachable)
         self.sink = KafkaSink(s)
         exchange_info = await self.rest.exchange_info()
         streams = stream_names.expand(s.streams, exchange_info, s.quote_assets)

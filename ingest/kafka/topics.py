@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from ingest import metrics
@@ -39,6 +39,15 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic("symbols"): (settings.topic_partitions, {"cleanup.policy": "compact"}),
         settings.topic("deadletter"): (1, {"cleanup.policy": "delete", "retention.ms": retention}),
     }
+
+
+def kafka_unreachable(exc: BaseException) -> bool:
+    """Worth retrying at start: the cluster is unreachable or busy, not refusing us (auth, bad config)."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    err = exc.args[0]
+    return bool(err.retriable()) or err.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                                                   KafkaError._ALL_BROKERS_DOWN)
 
 
 def admin_client(settings: Settings) -> AdminClient:
