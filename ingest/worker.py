@@ -80,12 +80,27 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         try:
-            await self._start()
-            await self._serve()
+            if await self._starting():
+                await self._serve()
         finally:
             await self._shutdown()
             server.stop()
         return 0
+
+    async def _starting(self) -> bool:
+        """Run the start-up steps, which may wait long for Kafka or the registry; SIGTERM ends the wait."""
+        start = asyncio.create_task(self._start(), name="start")
+        stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
+        await asyncio.wait([start, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+            log.info("stopped during start-up")
+            return False
+        start.result()  # re-raise a start-up failure
+        return True
 
     async def _start(self) -> None:
         s = self.settings
@@ -95,7 +110,7 @@ class Worker:
             lambda: avro.register_schemas(client, topics), what="schema registration",
             initial_s=s.backoff_initial_s, max_s=s.backoff_max_s)
         admin = admin_client(s)
-        await avro.retry_with_backoff_async(lambda: ensure_topics(admin, s), what="topic seeding",
+        await avro.retry_with_backoff_async(lambda: ensure_topics(admin, s, timeout_s=10.0), what="topic seeding",
                                             initial_s=s.backoff_initial_s, max_s=s.backoff_max_s,
                                             retryable=kafka_unreachable)
         self.sink = KafkaSink(s)

@@ -36,3 +36,27 @@ def test_worker_waits_for_kafka_at_start(local_stack_factory, sim_factory, worke
                     > 0, 30, "records in Kafka")
     print(f"kafka down at start: ready {time.monotonic() - started:.1f}s after the broker started")
     assert worker.stop() == 0
+
+
+def test_sigterm_while_waiting_for_kafka_exits_promptly(local_stack_factory, sim_factory, worker_factory):
+    """Catches: start-up waits that ignore SIGTERM (a pod stuck in Terminating until SIGKILL)."""
+    stack = local_stack_factory()
+    stack.stop_kafka(signal.SIGKILL)
+    sim = sim_factory(symbols=3, interval=0.5, seed=12)
+    worker = worker_factory("--streams", "!miniTicker@arr", "--ws-url", sim.ws_url, "--rest-url", sim.http_url,
+                            "--topic-prefix", "sigterm.spot", "--backoff-initial-s", "0.5", "--backoff-max-s", "2",
+                            bootstrap=stack.bootstrap_servers, registry=stack.registry_url)
+    worker.wait_for(lambda: _alive(worker), 60, "the metrics server")
+    time.sleep(3.0)
+    started = time.monotonic()
+    assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
+    took = time.monotonic() - started
+    print(f"SIGTERM while waiting for Kafka: exited 0 in {took:.1f}s")
+    assert took < 15
+
+
+def _alive(worker) -> bool:
+    try:
+        return worker.get("/healthz")[0] == 200
+    except OSError:
+        return False
