@@ -91,7 +91,7 @@ def machine() -> list[str]:
                                                                    "prometheus-client"))
     return [f"- machine: {cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.0f} GiB RAM, "
             f"{platform.system()} {platform.release()}",
-            f"- Python {platform.python_version()}; confluent-kafka {confluent_kafka.version()[0]} "
+            f"- Python {platform.python_version()}; confluent-kafka {md.version('confluent-kafka')} "
             f"(librdkafka {confluent_kafka.libversion()[0]}); {versions}",
             f"- broker on the same machine: Apache Kafka {KAFKA_VERSION} (KRaft, one node) and Apicurio Registry "
             f"{APICURIO_VERSION} from `ingest stack`; the simulator (`ingest sim`) also runs on it"]
@@ -142,6 +142,11 @@ def document(run: Run) -> str:
                            load_after=f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", ratio_rows=rows,
                            hot=hot_table(run.hot), e2e=e2e_table(run.e2e), lag=lag_table(run.lag),
                            sim_flags=run.sim_flags, peers=peers,
+                           hot_low=min(run.hot.spread.get("on_frame+ack records/s", [run.hot.pipeline_rps])),
+                           hot_high=run.hot.pipeline_rps, raw_rps=run.hot.raw_rps,
+                           cpu_us=run.hot.pipeline_cpu_us,
+                           hot_ratio=run.hot.pipeline_rps / run.hot.raw_rps,
+                           worker_cpu=run.e2e[0].cpu_s_per_million, naive_cpu=run.e2e[1].cpu_s_per_million,
                            quick=" (QUICK MODE: sizes too small to mean anything)" if run.quick else "")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -21,12 +22,15 @@ from bench import end_to_end, hot_path, latency, peers, report
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_DIR = Path.home() / ".cache" / "binance-ingest" / "bench-stack"
+LAST_RUN = Path.home() / ".cache" / "binance-ingest" / "bench-last-run.pickle"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="binance-ingest benchmarks (docs/performance.md)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and windows: only checks that all parts run")
     p.add_argument("--no-write", action="store_true", help="print only; do not rewrite docs/performance.*")
+    p.add_argument("--render-only", action="store_true",
+                   help=f"rewrite docs/performance.* from the last full run's numbers ({LAST_RUN}) without measuring")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: start the local stack)")
     p.add_argument("--registry", help="Schema Registry URL (default: the local stack's)")
     p.add_argument("--stack-dir", type=Path, default=STACK_DIR, help="state dir of the local stack it starts")
@@ -39,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:  # e.g. after editing the prose in bench/performance_template.md
+        result = pickle.loads(LAST_RUN.read_bytes())  # our own file, written below
+        report.write(result, REPO / "docs" / "performance.md", REPO / "docs" / "performance.png")
+        print(report.ratio_table(result))
+        return 0
     stack = None
     if not args.bootstrap:
         from ingest.devstack.stack import LocalStack
@@ -72,13 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         for peer in peer_rows:
             print(f"{peer.name}: {'ran' if peer.ran else 'not run'}: {peer.reason}", flush=True)
 
+        command = " ".join([".venv/bin/python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
         result = report.Run(hot=hot, e2e=rows, lag=lag, peers=peer_rows, sim_flags=" ".join(sim_flags),
-                            command="python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+                            command=command,
                             load_before=load_before, load_after=os.getloadavg(), seconds=time.time() - started,
                             quick=quick)
         print("== ratios", flush=True)
         print(report.ratio_table(result), flush=True)
         if not args.no_write:
+            LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
+            LAST_RUN.write_bytes(pickle.dumps(result))
             report.write(result, REPO / "docs" / "performance.md", REPO / "docs" / "performance.png")
             print("wrote docs/performance.md and docs/performance.png", flush=True)
     finally:
