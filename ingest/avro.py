@@ -95,7 +95,7 @@ class Encoder:
         if self._flat is not None:
             try:
                 return self._flat(value)
-            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError):
                 pass  # an unusual value: fastavro encodes it the standard way or raises the error callers expect
         return self._fastavro(value)
 
@@ -115,10 +115,14 @@ class Encoder:
 
 # ----- the flat-record fast path -----
 # Avro binary is simple for flat records: a long is a zigzag varint, a string is its UTF-8 length (a long)
-# then its bytes, an enum its index, a union its branch index then the value. Each field becomes a ``str``
-# of code points 0-255 (one per byte), the record is one "".join and one latin-1 encode: no BytesIO, no
-# per-field bytes objects, and the Confluent prefix is part of the same join, so framing copies nothing.
+# then its bytes, an enum its index, a union its branch index then the value. ``flat_writer`` generates,
+# once per schema, one function that reads every field and joins the pieces as a ``str`` of code points
+# 0-255 (one per byte), then encodes it with latin-1: no BytesIO, no per-field calls for strings, and the
+# Confluent prefix is the first piece of the same join, so framing copies nothing. The generated source is
+# kept on the function (``write.source``) for reading and debugging.
 _VARINT_CACHE_MAX = 8192
+_LENGTH_CHAR = tuple(chr(n << 1) for n in range(64))
+"""The one-byte Avro length of a string of 0..63 ASCII characters, as a code point (zigzag doubles it)."""
 
 
 def _varint(n: int) -> str:
@@ -150,42 +154,44 @@ def _long_writer() -> Callable[[Any], str]:
     return write
 
 
-def _write_string(s: str) -> str:
-    if s.isascii():  # decimals, symbols, streams: one code point is one byte
-        n = len(s)
-        return (chr(n << 1) if n < 64 else _varint(n << 1)) + s
-    data = s.encode("utf-8")
-    return _varint(len(data) << 1) + data.decode("latin-1")
-
-
-def _write_optional_string(s: str | None) -> str:
-    return "\x00" if s is None else "\x02" + _write_string(s)
-
-
 def flat_writer(schema: dict, prefix: bytes) -> Callable[[dict], bytes] | None:
     """A fast ``value -> prefix + Avro body`` for records whose fields are all string, long (any logical
-    type), enum or ``["null", "string"]``; None for any other schema. It raises (KeyError, TypeError, ...)
-    on values it does not handle, and ``Encoder`` then lets fastavro decide."""
+    type), enum or ``["null", "string"]``; None for any other schema.
+
+    It covers the usual case only: ASCII strings shorter than 64 characters (every decimal, symbol and stream
+    name). On anything else it raises (ValueError for non-ASCII text, IndexError for a long string, KeyError,
+    TypeError...) and ``Encoder`` lets fastavro write it."""
     if schema.get("type") != "record":
         return None
-    fields: list[tuple[str, Callable[[Any], str]]] = []
-    for field in schema["fields"]:
-        ftype = field["type"]
+    env: dict[str, Any] = {"C": _LENGTH_CHAR, "HEAD": prefix.decode("latin-1")}
+    reads, texts, pieces = [], [], ["HEAD"]
+    for i, field in enumerate(schema["fields"]):
+        ftype, name = field["type"], repr(field["name"])
         base = ftype.get("type") if isinstance(ftype, dict) else ftype
         if base == "string" and not (isinstance(ftype, dict) and ftype.get("logicalType")):
-            fields.append((field["name"], _write_string))
+            reads.append(f"f{i} = value[{name}]")
+            texts.append(f"f{i}")
+            pieces += [f"C[len(f{i})]", f"f{i}"]
         elif base == "long":
-            fields.append((field["name"], _long_writer()))
+            env[f"L{i}"] = _long_writer()
+            pieces.append(f"L{i}(value[{name}])")
         elif base == "enum" and len(ftype["symbols"]) <= 64:  # indexes up to 63 are one varint byte
-            fields.append((field["name"], {sym: chr(i << 1) for i, sym in enumerate(ftype["symbols"])}.__getitem__))
+            env[f"E{i}"] = {sym: chr(k << 1) for k, sym in enumerate(ftype["symbols"])}
+            pieces.append(f"E{i}[value[{name}]]")
         elif ftype == ["null", "string"]:
-            fields.append((field["name"], _write_optional_string))
+            reads.append(f"f{i} = value[{name}]")
+            texts.append(f"f{i} or ''")
+            pieces.append(f"'\\x00' if f{i} is None else '\\x02' + C[len(f{i})] + f{i}")
         else:
             return None
-    head = prefix.decode("latin-1")
-
-    def write(value: dict) -> bytes:
-        return (head + "".join([w(value[name]) for name, w in fields])).encode("latin-1")
+    source = "\n    ".join([
+        "def write(value):", *reads,
+        f"if not ''.join(({', '.join(texts)},)).isascii():",  # join raises TypeError for a non-string
+        "    raise ValueError('non-ASCII text: fastavro encodes it')",
+        f"return ''.join(({', '.join(pieces)},)).encode('latin-1')"])
+    exec(compile(source, f"<flat_writer {schema.get('name')}>", "exec"), env)  # noqa: S102 - our own source
+    write = env["write"]
+    write.source = source
     return write
 
 

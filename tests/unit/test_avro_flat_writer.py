@@ -35,24 +35,38 @@ def ticker(**changes: object) -> dict:
     return value
 
 
-EDGE_VALUES = [
+FAST_PATH_VALUES = [  # what the fast path writes itself
     {},
     {"connection_id": None, "source": "rest_snapshot"},
-    {"symbol": "Ünïcødé€", "stream": "x" * 63},
-    {"stream": "x" * 64, "connection_id": "y" * 5000},  # lengths that need two- and three-byte varints
+    {"stream": "x" * 63, "connection_id": ""},
     {"first_trade_id": -(1 << 63), "last_trade_id": (1 << 63) - 1, "trade_count": 63},
     {"trade_count": 64, "first_trade_id": -64, "last_trade_id": -65},
     {"symbol": ""},
 ]
+FALLBACK_VALUES = [  # what it leaves to fastavro
+    {"symbol": "Ünïcødé€"},
+    {"connection_id": "ü"},
+    {"stream": "x" * 64},  # a length that needs a two-byte varint
+    {"connection_id": "y" * 5000},
+]
 
 
-@pytest.mark.parametrize("changes", EDGE_VALUES)
-def test_same_bytes_as_fastavro(changes: dict) -> None:
+@pytest.mark.parametrize("changes", FAST_PATH_VALUES)
+def test_fast_path_writes_the_same_bytes_as_fastavro(changes: dict) -> None:
     schema = parsed_schema("ticker")
     write = flat_writer(schema, PREFIX)
     assert write is not None
     value = ticker(**changes)
     assert write(value) == fastavro_bytes(schema, value)
+
+
+@pytest.mark.parametrize("changes", FALLBACK_VALUES)
+def test_encoder_falls_back_to_fastavro_for_what_the_fast_path_refuses(changes: dict) -> None:
+    schema = parsed_schema("ticker")
+    value = ticker(**changes)
+    with pytest.raises((ValueError, IndexError)):
+        flat_writer(schema, PREFIX)(value)  # type: ignore[misc]
+    assert Encoder(schema, 7).encode(value) == fastavro_bytes(schema, value)
 
 
 @pytest.mark.parametrize("changes", [
