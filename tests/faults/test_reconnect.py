@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from ingest import config
 from tests.faults import accounting
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -98,3 +99,9 @@ def test_reconnect_backoff_reasons_reset_and_accounting(sim_factory, worker_fact
           f"after healthy period {delay_a:.3f} then {delay_b:.3f}; recover after 1008 {recover_1008:.2f}s; "
           f"reconnects {reconnects}")
     print(figures.line())
+
+
+def test_default_backoff_starts_around_one_second_and_caps_at_a_minute():
+    """The production defaults the test above scales down: first delay drawn from [0, 1 s], cap 60 s."""
+    settings = config.load(environ={})
+    assert (settings.backoff_initial_s, settings.backoff_max_s) == (1.0, 60.0)
