@@ -145,6 +145,7 @@ def document(run: Run) -> str:
                            hot_low=min(run.hot.spread.get("on_frame+ack records/s", [run.hot.pipeline_rps])),
                            hot_high=run.hot.pipeline_rps, raw_rps=run.hot.raw_rps,
                            cpu_us=run.hot.pipeline_cpu_us,
+                           cpu_ratio=run.e2e[1].cpu_s_per_million / max(run.e2e[0].cpu_s_per_million, 1e-9),
                            hot_ratio=run.hot.pipeline_rps / run.hot.raw_rps,
                            worker_cpu=run.e2e[0].cpu_s_per_million, naive_cpu=run.e2e[1].cpu_s_per_million,
                            quick=" (QUICK MODE: sizes too small to mean anything)" if run.quick else "")
