@@ -334,10 +334,16 @@ def _port_bindable(port: int) -> bool:
 
 
 def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool makes)."""
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool makes).
+
+    Like Kafka's own generator it never starts with '-', which StorageTool would read as an option.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _stop(pid: int, marker: str, sig: int, timeout: float) -> bool:
