@@ -10,8 +10,9 @@ Why it looks like this:
 * Encoding is the hot path: an ``Encoder`` holds the parsed schema, the precomputed 5-byte prefix
   (magic byte 0 + big-endian schema id) and one reused buffer; ``encode`` does no schema work at all.
   Flat records (strings, longs, enums, optional strings: our ticker schemas) go through ``flat_writer``,
-  a function generated once per schema, ~3x cheaper than ``fastavro.schemaless_writer`` per record (docs/performance.md);
-  anything it does not handle falls back to fastavro, so the bytes and the errors stay fastavro's.
+  a function generated once per schema, ~3x cheaper than ``fastavro.schemaless_writer`` per record
+  (docs/performance.md); anything it does not handle falls back to fastavro, so the bytes and the errors
+  stay fastavro's.
 * A registry that is down at start must not crash-loop the pod: ``retry_with_backoff`` keeps trying with
   capped exponential backoff and full jitter, logging one clear line per attempt. Errors the registry
   answers on purpose (incompatible schema, bad credentials) are not retried: retrying cannot fix them.
