@@ -17,6 +17,9 @@ import pytest
 
 from ingest.devstack.stack import free_port
 
+_STARTED: list[WorkerProcess] = []
+"""Every worker any test started, however it was started; the autouse fixture below stops the leftovers."""
+
 
 class WorkerProcess:
     """One ``ingest run`` process with its log file and metrics port."""
@@ -30,6 +33,7 @@ class WorkerProcess:
              "--metrics-port", str(self.metrics_port), "--log-format", "json", *args],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.returncode: int | None = None
+        _STARTED.append(self)
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -106,6 +110,16 @@ class WorkerProcess:
             except ValueError:
                 continue
         return out
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_workers() -> Iterator[None]:
+    """A test that fails half-way must not leave its worker running into the next test."""
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.returncode is None:
+            worker.stop()
 
 
 @pytest.fixture

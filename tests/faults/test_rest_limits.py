@@ -47,8 +47,11 @@ class StatsSampler:
             time.sleep(interval_s)
 
     def stop(self) -> None:
+        """Stop sampling, then take one last sample, so whatever the test saw before stopping is in the samples
+        (the background thread may not have sampled since)."""
         self._stop.set()
         self._thread.join(5)
+        self.samples.append((time.time(), self.sim.stats()))
 
     def first_time(self, predicate) -> float:
         for t, s in self.samples:
