@@ -72,7 +72,6 @@ class KafkaSink:
         self.in_flight = 0
         self.acked = 0
         self.failed = 0
-        self.last_ack_at = 0.0
         self.last_error: str | None = None
         self.broker_up = True
         self._purge_reason: str | None = None  # set while abandon() purges: the drop reason of purged records
@@ -153,7 +152,6 @@ class KafkaSink:
         if err is None:
             self.acked += 1
             now = time.time()
-            self.last_ack_at = now
             self.broker_up = True
             acked = self._acked_by_topic.get(topic)
             if acked is None:
