@@ -252,17 +252,19 @@ class LocalStack:
         return [f"-Djava.security.auth.login.config={jaas}"] if jaas.exists() else []
 
     def stop_kafka(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
-        stopped = _stop(self.state.kafka_pid, self.marker, sig, timeout)
-        self._forget(self.state.kafka_pid)
-        self.state.kafka_pid = 0
-        if self._state_file.exists():
-            self._save()
-        return stopped
+        return self._stop_role("kafka_pid", sig, timeout)
 
-    def _forget(self, pid: int) -> None:
+    def _stop_role(self, pid_field: str, sig: int, timeout: float) -> bool:
+        """Stop the process whose pid ``state.<pid_field>`` holds, reap it, and record that it is gone."""
+        pid = getattr(self.state, pid_field)
+        stopped = _stop(pid, self.marker, sig, timeout)
         proc = self._procs.pop(pid, None)
         if proc is not None:
             proc.wait(timeout=10)
+        setattr(self.state, pid_field, 0)
+        if self._state_file.exists():
+            self._save()
+        return stopped
 
     def wait_kafka_ready(self, deadline: float) -> None:
         from confluent_kafka.admin import AdminClient
@@ -301,12 +303,7 @@ class LocalStack:
         return extra.read_text().split() if extra.exists() else []
 
     def stop_registry(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
-        stopped = _stop(self.state.registry_pid, self.marker, sig, timeout)
-        self._forget(self.state.registry_pid)
-        self.state.registry_pid = 0
-        if self._state_file.exists():
-            self._save()
-        return stopped
+        return self._stop_role("registry_pid", sig, timeout)
 
     def wait_registry_ready(self, deadline: float) -> None:
         url = self.registry_url + "/subjects"
