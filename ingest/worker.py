@@ -163,9 +163,9 @@ class Worker:
         """After every (re)connect: restore state with a ticker/24hr snapshot."""
         if not self.settings.snapshot_on_connect or self.pipeline is None or self.source is None:
             return
-        symbols = sorted({name.partition("@")[0].upper() for name in self.source.streams
-                          if not name.startswith("!")})
-        all_market = any(name.startswith("!") for name in self.source.streams)
+        streams = self.source.streams
+        all_market = any(name in stream_names.ALL_MARKET for name in streams)
+        symbols = sorted({name.partition("@")[0].upper() for name in streams if name not in stream_names.ALL_MARKET})
         try:
             entries = await self.rest.ticker_24hr(None if all_market else symbols)
         except Exception as exc:  # a failed snapshot must not take the stream down
