@@ -96,6 +96,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_frame_bytes", 4 * 1024 * 1024, "Frames larger than this go to the dead-letter topic.", int),
     Option("shutdown_grace_s", 10.0, "Seconds to flush the producer after SIGTERM before exiting.", float),
     Option("kafka_properties_file", "", "A Java-style .properties file of librdkafka settings (SASL/TLS...)."),
+    Option("coordination", "off", "Scale-out: 'kafka' makes replicas join one consumer group on the coordination "
+           "topic and stream only the shards (its partitions) they are assigned; 'off' streams everything.",
+           choices=("off", "kafka")),
+    Option("coordination_group", "", "Consumer group of the replicas; empty = the coordination topic's name "
+           "(<prefix>.coordination)."),
+    Option("coordination_shards", 12, "Partitions (= shards) of the coordination topic when the worker creates "
+           "it; an existing topic's partition count wins, so every replica agrees.", int),
+    Option("coordination_session_timeout_s", 10.0, "Group session timeout: a replica that stops heartbeating "
+           "(kill -9, frozen node) loses its shards after this long.", float),
     Option("log_format", "auto", "Log format: json lines, human text, or auto (text on a terminal).",
            choices=("auto", "json", "text")),
     Option("log_level", "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -137,13 +146,22 @@ class Settings:
     max_frame_bytes: int = 4 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     kafka_properties_file: str = ""
+    coordination: str = "off"
+    coordination_group: str = ""
+    coordination_shards: int = 12
+    coordination_session_timeout_s: float = 10.0
     log_format: str = "auto"
     log_level: str = "INFO"
     kafka_properties: dict[str, str] = field(default_factory=dict)
 
     def topic(self, kind: str) -> str:
-        """Topic name for ``miniticker``, ``ticker``, ``symbols`` or ``deadletter``."""
+        """Topic name for ``miniticker``, ``ticker``, ``symbols``, ``deadletter`` or ``coordination``."""
         return f"{self.topic_prefix}.{kind}"
+
+    @property
+    def group_id(self) -> str:
+        """Consumer group of coordinated replicas."""
+        return self.coordination_group or self.topic("coordination")
 
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets and every Kafka property that looks secret are masked."""
@@ -265,6 +283,13 @@ def validate(s: Settings) -> None:
         raise ConfigError("--rotate-after-s must be positive")
     if not 0 <= s.metrics_port <= 65535:
         raise ConfigError("--metrics-port must be a port number (0 picks a free one)")
+    if s.coordination == "kafka" and not s.combined:
+        raise ConfigError("--coordination kafka needs combined streams (--combined true): shard ownership is "
+                          "decided per frame from the stream name that only combined frames carry")
+    if s.coordination_shards < 1:
+        raise ConfigError("--coordination-shards must be at least 1")
+    if not 6.0 <= s.coordination_session_timeout_s <= 300.0:
+        raise ConfigError("--coordination-session-timeout-s must be between 6 and 300 (Kafka's group limits)")
     owned = sorted(_OWNED_KAFKA_KEYS & set(s.kafka_properties))
     if owned:
         raise ConfigError(f"Kafka property {owned[0]} is set by the worker itself and cannot be overridden")
