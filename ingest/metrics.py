@@ -86,8 +86,12 @@ REST_WEIGHT_USED = Gauge(PREFIX + "rest_weight_used", "Request weight used in th
                          "(X-MBX-USED-WEIGHT-1M).", registry=REGISTRY)
 REST_WEIGHT_LIMIT = Gauge(PREFIX + "rest_weight_limit", "Request weight allowed per minute.", registry=REGISTRY)
 
-SHARDS_OWNED = Gauge(PREFIX + "shards_owned", "Shards this replica streams (1 when not sharded).",
-                     registry=REGISTRY)
+SHARDS_OWNED = Gauge(PREFIX + "shards_owned", "Shards (coordination topic partitions) this replica streams; "
+                     "1 when not coordinated, 0 on a replica that owns none.", registry=REGISTRY)
+FRAMES_NOT_OWNED = Counter(PREFIX + "frames_not_owned_total",
+                           "Frames of a shard revoked from this replica that arrived before its streams were "
+                           "unsubscribed; discarded unread (the shard's new owner restores the state).",
+                           registry=REGISTRY)
 READY = Gauge(PREFIX + "ready", "1 when connected to Binance and producing to Kafka.", registry=REGISTRY)
 
 # --- librdkafka statistics ------------------------------------------------------------------------------------------

@@ -4,6 +4,12 @@ Start-up order matters for operators: settings are checked first (bad config exi
 the metrics server comes up next (so /healthz answers during slow starts), then the registry and topics
 (retried with backoff when unreachable: a registry outage at start is a wait, not a crash loop), then
 exchangeInfo, then the streams. SIGTERM stops reading, flushes within the grace period and exits 0.
+
+With ``--coordination kafka`` the replica streams only the shards it owns (``ingest.coordination``): it starts
+with no connection, and every ownership change re-derives its stream set. A gained shard is restored from a
+REST snapshot before its streams are subscribed; a lost one is gated off at once and flushed, so its next
+owner's records follow ours in every partition. SIGTERM leaves the group first, so the shards move before
+the process exits.
 """
 
 from __future__ import annotations
@@ -18,11 +24,19 @@ from typing import Any
 from ingest import avro, metrics
 from ingest import config as config_mod
 from ingest.binance import streams as stream_names
-from ingest.binance.connection import StreamSource
+from ingest.binance.connection import FrameMeta, StreamSource
 from ingest.binance.rest import RestClient
 from ingest.config import Settings
+from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
 from ingest.kafka.producer import KafkaSink
-from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, kafka_unreachable, publish_symbols
+from ingest.kafka.topics import (
+    KnownSymbols,
+    admin_client,
+    client_config,
+    ensure_topics,
+    kafka_unreachable,
+    publish_symbols,
+)
 from ingest.logs import setup_logging
 from ingest.pipeline import Pipeline
 
@@ -32,6 +46,11 @@ log = logging.getLogger("ingest.worker")
 # to the measured event lag), rarely when nothing is (an idle worker should cost nothing).
 POLL_BUSY_S = 0.005
 POLL_IDLE_S = 0.05
+SNAPSHOT_REUSE_S = 3.0
+"""A stream snapshotted this recently is not snapshotted again: a gained shard's snapshot also serves the
+connection that opens for it a moment later, and connections that reconnect together share one snapshot."""
+RELEASE_ACK_WAIT_S = 5.0
+"""A revoked shard's records in flight get this long to be acknowledged before its new owner may start."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +62,13 @@ def main(args: argparse.Namespace) -> int:
     config_mod.require_kafka(settings)
     setup_logging(settings.log_format, settings.log_level)
     return asyncio.run(Worker(settings).run())
+
+
+def _registry_retryable(exc: BaseException) -> bool:
+    """Registry errors worth retrying at start, plus one race: replicas starting together may both create the
+    subject's compatibility rule, and the loser gets 409 "rule already exists"; its retry finds the rule."""
+    return avro.is_retryable(exc) or (getattr(exc, "http_status_code", None) == 409
+                                      and "already exists" in str(exc))
 
 
 class Worker:
@@ -58,24 +84,36 @@ class Worker:
         self.stop_event = asyncio.Event()
         self.metrics_port = 0
         self.kinds: set[str] = set()
+        self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
+        self.coordinator: ShardCoordinator | None = None
+        self._shard_cache: dict[str, int] = {}
+        self._snapshot_at: dict[str, float] = {}  # stream -> loop time of its last snapshot
 
     # ----- readiness -----
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons = []
-        if self.source is None or not self.source.connected:
+        extra: dict[str, Any] = {}
+        coordinator = self.coordinator
+        if coordinator is not None:
+            extra = {"shards_owned": sorted(coordinator.owned), "shards": coordinator.shards,
+                     "streams": len(self.source.streams) if self.source is not None else 0}
+            if not coordinator.joined:
+                reasons.append("coordination: not yet a member of the group")
+        owns_streams = self.source is not None and bool(self.source.streams)
+        if self.source is None or ((coordinator is None or owns_streams) and not self.source.connected):
             reasons.append("binance: not all connections are delivering")
         if self.sink is None:
             reasons.append("kafka: producer not started")
         elif not self.sink.broker_up:
             reasons.append(f"kafka: brokers unreachable ({self.sink.last_error})")
         ready = not reasons  # MetricsServer exports this as binance_ingest_ready on every scrape
-        return ready, {"ready": ready, "reasons": reasons}
+        return ready, {"ready": ready, "reasons": reasons, **extra}
 
     # ----- lifecycle -----
     async def run(self) -> int:
         s = self.settings
         metrics.set_build_info()
-        metrics.SHARDS_OWNED.set(1)
+        metrics.SHARDS_OWNED.set(1 if s.coordination == "off" else 0)
         server = metrics.MetricsServer(s.metrics_host, s.metrics_port, self.readiness)
         self.metrics_port = server.start()
         log.info("worker starting", extra={"metrics_port": self.metrics_port, "settings": s.redacted()})
@@ -111,26 +149,38 @@ class Worker:
         client = avro.make_client(s.schema_registry_url, s.schema_registry_user_info)
         encoders = await avro.retry_with_backoff_async(
             lambda: avro.register_schemas(client, topics), what="schema registration",
-            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s)
+            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=_registry_retryable)
         admin = admin_client(s)
         await avro.retry_with_backoff_async(lambda: ensure_topics(admin, s, timeout_s=10.0), what="topic seeding",
                                             initial_s=s.backoff_initial_s, max_s=s.backoff_max_s,
                                             retryable=kafka_unreachable)
+        if s.coordination == "kafka":
+            shards = await avro.retry_with_backoff_async(
+                lambda: ensure_coordination_topic(admin, s), what="coordination topic",
+                initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=kafka_unreachable)
+            self.coordinator = ShardCoordinator(s, client_config(s), shards, self._on_shards_changed)
         self.sink = KafkaSink(s)
         exchange_info = await self.rest.exchange_info()
-        streams = stream_names.expand(s.streams, exchange_info, s.quote_assets)
-        self.kinds = {stream_names.kind(name) for name in streams}
-        self.pipeline = Pipeline(s, self.sink, encoders, streams)
+        self.all_streams = stream_names.expand(s.streams, exchange_info, s.quote_assets)
+        self.kinds = {stream_names.kind(name) for name in self.all_streams}
+        self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
         await self._apply_exchange_info(exchange_info)
-        self.source = StreamSource(s, streams, self.pipeline.on_frame, on_connected=self._on_connected)
+        on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
+        self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected)
 
     async def _serve(self) -> None:
         assert self.source is not None
         tasks = [asyncio.create_task(self.source.run(), name="streams"),
                  asyncio.create_task(self._poll_loop(), name="producer-poll"),
                  asyncio.create_task(self._refresh_loop(), name="exchange-info-refresh")]
+        if self.coordinator is not None:
+            tasks.append(asyncio.create_task(self.coordinator.run(), name="coordination"))
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if self.coordinator is not None:
+            # Leave the group while the streams and the poll loop still run: the revoke releases every shard
+            # (gate closed, records acknowledged), then the group hands them to the other replicas at once.
+            await self.coordinator.leave()
         for task in [*tasks, stopper]:
             task.cancel()
         for task in tasks:
@@ -158,21 +208,78 @@ class Worker:
             self.sink.poll()
             await asyncio.sleep(POLL_BUSY_S if self.sink.in_flight else POLL_IDLE_S)
 
+    # ----- coordination -----
+    def _my_streams(self) -> list[str]:
+        """The streams this replica should hold: all of them, or the part its shards own."""
+        if self.coordinator is None:
+            return list(self.all_streams)
+        return owned_streams(self.all_streams, self.coordinator.owned, self.coordinator.shards)
+
+    async def _on_owned_frame(self, frame: bytes | str, meta: FrameMeta) -> None:
+        """The frame gate of a coordinated replica: a revoked shard's frames stop here at once, even before
+        its UNSUBSCRIBE is answered. Frames without a stream name go on (the parser dead-letters them)."""
+        assert self.coordinator is not None and self.pipeline is not None
+        name = stream_names.combined_stream_name(frame)
+        if name is not None:
+            shard = self._shard_cache.get(name)
+            if shard is None:
+                shard = self._shard_cache[name] = shard_of(name, self.coordinator.shards)
+            if shard not in self.coordinator.owned:
+                metrics.FRAMES_NOT_OWNED.inc()
+                return
+        await self.pipeline.on_frame(frame, meta)
+
+    async def _on_shards_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Apply an ownership change (runs on the event loop, one change at a time, in order)."""
+        assert self.coordinator is not None and self.sink is not None and self.source is not None
+        metrics.SHARDS_OWNED.set(len(self.coordinator.owned))
+        if lost:
+            unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
+            log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked})
+        wanted = self._my_streams()
+        if gained:
+            new = [name for name in wanted if shard_of(name, self.coordinator.shards) in gained]
+            if new and self.settings.snapshot_on_connect:
+                await self._snapshot(new, f"shards {sorted(gained)} gained")
+        await self.source.set_streams(wanted)
+
+    async def _wait_acknowledged(self, timeout_s: float) -> int:
+        """Let the poll loop serve delivery reports until nothing is in flight; return what still is."""
+        assert self.sink is not None
+        for _ in range(int(timeout_s / POLL_BUSY_S)):
+            if not self.sink.in_flight:
+                break
+            await asyncio.sleep(POLL_BUSY_S)
+        return self.sink.in_flight
+
     # ----- REST: exchangeInfo and snapshots -----
     async def _on_connected(self, connection_id: str) -> None:
         """After every (re)connect: restore state with a ticker/24hr snapshot."""
-        if not self.settings.snapshot_on_connect or self.pipeline is None or self.source is None:
+        if not self.settings.snapshot_on_connect or self.source is None:
             return
-        streams = self.source.streams
+        await self._snapshot(self.source.streams, f"connection {connection_id}")
+
+    async def _snapshot(self, streams: list[str], why: str) -> None:
+        """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array)."""
+        loop_time = asyncio.get_running_loop().time()
+        streams = [name for name in streams if loop_time - self._snapshot_at.get(name, -SNAPSHOT_REUSE_S)
+                   >= SNAPSHOT_REUSE_S]
+        if self.pipeline is None or not streams:
+            return
+        for name in streams:
+            self._snapshot_at[name] = loop_time
         all_market = any(name in stream_names.ALL_MARKET for name in streams)
         symbols = sorted({name.partition("@")[0].upper() for name in streams if name not in stream_names.ALL_MARKET})
+        kinds = {stream_names.kind(name) for name in streams}
         try:
             entries = await self.rest.ticker_24hr(None if all_market else symbols)
         except Exception as exc:  # a failed snapshot must not take the stream down
-            log.warning("snapshot failed", extra={"connection_id": connection_id, "reason": repr(exc)[:200]})
+            log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
+            for name in streams:
+                self._snapshot_at.pop(name, None)
             return
-        produced = await self.pipeline.on_snapshot(entries, self.kinds)
-        log.info("snapshot produced", extra={"connection_id": connection_id, "records": produced})
+        produced = await self.pipeline.on_snapshot(entries, kinds)
+        log.info("snapshot produced", extra={"why": why, "records": produced})
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -197,5 +304,5 @@ class Worker:
             log.info("symbol delisted", extra={"symbol": name})
         if self.source is not None and (changes.listed or changes.delisted) and any(
                 stream_names.is_pattern(p) for p in self.settings.streams):
-            wanted = stream_names.expand(self.settings.streams, info, self.settings.quote_assets)
-            await self.source.set_streams(wanted)
+            self.all_streams = stream_names.expand(self.settings.streams, info, self.settings.quote_assets)
+            await self.source.set_streams(self._my_streams())

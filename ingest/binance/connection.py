@@ -163,8 +163,10 @@ class StreamSource:
         self._counters: dict[str, Any] = {}
         self._running = False
         self.deadline_s = st.stale_deadline_s(self._desired, settings.stale_timeout_s)
-        # Fail at construction, not at 3 a.m.: the streams must fit the connection limits.
-        st.plan_connections(self._desired, settings.max_streams_per_connection, settings.max_connections)
+        # Fail at construction, not at 3 a.m.: the streams must fit the connection limits. An empty set is
+        # allowed: a coordinated replica that owns no shard yet (or a standby) holds no connection.
+        if self._desired:
+            st.plan_connections(self._desired, settings.max_streams_per_connection, settings.max_connections)
 
     # ---- public contract -------------------------------------------------------------------------------
 
@@ -177,7 +179,7 @@ class StreamSource:
         self._streams_lock = asyncio.Lock()
         try:
             plan = st.plan_connections(self._desired, self.settings.max_streams_per_connection,
-                                       self.settings.max_connections)
+                                       self.settings.max_connections) if self._desired else []
             for group in plan:
                 self._start_shard(group)
             self._update_subscription_gauge()
@@ -189,7 +191,8 @@ class StreamSource:
         """Change the stream set on live connections: UNSUBSCRIBE what went away, SUBSCRIBE what is new into
         shards with room, open new shards when all are full. ConfigError when the new set cannot fit."""
         wanted = list(dict.fromkeys(st.normalize(s) for s in streams))
-        st.plan_connections(wanted, self.settings.max_streams_per_connection, self.settings.max_connections)
+        if wanted:
+            st.plan_connections(wanted, self.settings.max_streams_per_connection, self.settings.max_connections)
         if not self._running:
             self._desired = wanted
             return

@@ -50,10 +50,15 @@ def kafka_unreachable(exc: BaseException) -> bool:
                                                    KafkaError._ALL_BROKERS_DOWN)
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings (bootstrap, SASL, TLS...) for clients that are not the producer: admin, group member."""
     conf = {k: v for k, v in settings.kafka_properties.items() if not k.startswith(("linger", "batch", "compression"))}
     conf["bootstrap.servers"] = settings.bootstrap_servers
-    return AdminClient(conf)
+    return conf
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
 
 
 def ensure_topics(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:
