@@ -3,6 +3,11 @@
 One ``Pipeline`` per worker. It works a whole frame at a time (one JSON parse per frame, one encode call
 per frame's records) and keeps the only per-symbol state the connector needs: the event time of the last
 record produced per (kind, symbol), which makes reconnect snapshots and rotation overlaps idempotent.
+
+Two paths, same records (docs/performance.md): a well-formed array frame of one ticker kind is decoded by
+msgspec into typed structs and each struct is encoded by a generated ``StructWriter`` (checks and bytes in
+one pass, the frame's shared fields encoded once); any frame that path refuses (a bad ticker, a control
+reply, a raw multi-stream frame) goes through ``parse_frame``, which names every reject.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import logging
 import time
 
 from ingest import metrics
-from ingest.avro import Encoder
+from ingest.avro import Encoder, StructWriter
+from ingest.binance import events
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta
 from ingest.binance.events import Reject, TickerRecord, dead_letter_headers, parse_frame, snapshot_records
@@ -36,9 +42,17 @@ class Pipeline:
         self._accepted = {(kind, source): metrics.RECORDS_ACCEPTED.labels(self.topics[kind], source)
                           for kind in ("miniticker", "ticker") for source in ("websocket", "rest_snapshot")}
         self._last_event_gauges: dict[str, object] = {}
+        self.writers = {kind: StructWriter(encoders[kind].schema, encoders[kind].prefix,
+                                           events.FAST_TYPES[kind].__struct_fields__,
+                                           {"event_type": events.KIND_EVENT[kind]},
+                                           events.FAST_DECIMALS[kind], events.DECIMALS_OK[kind])
+                        for kind in events.FAST_TYPES if kind in encoders}
 
     async def on_frame(self, payload: bytes | str, meta: FrameMeta) -> None:
         """Handle one WebSocket frame (called by the connection manager for every data frame)."""
+        if len(payload) <= self.settings.max_frame_bytes and await self._fast_frame(payload, meta):
+            self.sink.poll()
+            return
         result = parse_frame(payload, default_stream=self.default_stream, connection_id=meta.connection_id,
                              ingest_time_us=int(meta.received_at * 1_000_000),
                              max_frame_bytes=self.settings.max_frame_bytes)
@@ -49,6 +63,52 @@ class Pipeline:
                 _name_raw_streams(result.records)
             await self.produce_records(result.records, "websocket", result.stream)
         self.sink.poll()
+
+    async def _fast_frame(self, payload: bytes | str, meta: FrameMeta) -> bool:
+        """The fast path; False (nothing done, no state changed) when the frame needs ``parse_frame``."""
+        decoded = events.decode_fast(payload)
+        if decoded is None:
+            return False
+        kind, stream, items = decoded
+        stream = stream if stream is not None else self.default_stream
+        writer = self.writers.get(kind)
+        if not stream or writer is None:  # raw multi-stream frames name each record's stream: parse_frame does
+            return False
+        tail = writer.tail({"ingest_time": int(meta.received_at * 1_000_000), "source": "websocket",
+                            "stream": stream, "connection_id": meta.connection_id})
+        write = writer.write
+        try:  # every record is checked and encoded before any is produced: a failure leaves no trace
+            values = [write(item, tail) for item in items]
+        except (ValueError, TypeError, IndexError, OverflowError):
+            return False
+        fresh = self.dedupe_encoded(kind, items, values)
+        if fresh:
+            self._accepted[(kind, "websocket")].inc(len(fresh))
+            await self.sink.produce_many(self.topics[kind], fresh)
+            self._set_last_event(stream, max(event_time for _, _, event_time in fresh))
+        return True
+
+    def dedupe_encoded(self, kind: str, items: list, values: list[bytes]) -> list[tuple[bytes, bytes, int]]:
+        """``dedupe`` for the fast path: (key, value, timestamp) of the structs newer than the last produced."""
+        last = self.last_event[kind]
+        seen = last.get
+        fresh = []
+        for item, value in zip(items, values, strict=True):
+            event_time, symbol = item.event_time, item.symbol
+            if event_time <= seen(symbol, -1):
+                continue
+            last[symbol] = event_time
+            fresh.append((symbol.encode(), value, event_time))
+        if len(fresh) < len(items):
+            metrics.DUPLICATES_SUPPRESSED.inc(len(items) - len(fresh))
+        return fresh
+
+    def _set_last_event(self, stream: str, newest_ms: int) -> None:
+        label = stream_names.metric_label(stream) if stream else "raw"
+        gauge = self._last_event_gauges.get(label)
+        if gauge is None:
+            gauge = self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
+        gauge.set(newest_ms / 1000.0)  # type: ignore[attr-defined]
 
     async def on_snapshot(self, entries: list[dict], kinds: set[str]) -> int:
         """Produce a REST ticker/24hr snapshot; dedupe drops entries older than what streams delivered."""
@@ -82,11 +142,7 @@ class Pipeline:
                     produced += 1
                 newest = max(newest, rec.event_time_ms)
             if newest and source == "websocket":
-                label = stream_names.metric_label(stream) if stream else "raw"
-                gauge = self._last_event_gauges.get(label)
-                if gauge is None:
-                    gauge = self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
-                gauge.set(newest / 1000.0)  # type: ignore[attr-defined]
+                self._set_last_event(stream, newest)
         return produced
 
     def dedupe(self, records: list[TickerRecord]) -> dict[str, list[TickerRecord]]:

@@ -8,10 +8,12 @@ arrive through :meth:`poll`, which the pipeline calls once per frame and a backg
 The Kafka message timestamp is the exchange event time, so stream processors get event-time semantics
 for free, and the delivery callback computes event lag without any per-message Python state.
 
-Delivery reports are the second-largest per-record cost of the pipeline (pyinstrument, docs/performance.md):
-a Prometheus ``Histogram.observe`` takes a lock per call. So the callback only notes the numbers, and each
-``poll``/``flush`` adds them to the metrics in one step per topic (``_Observations``): the metrics hold the
-same values after every ``poll`` as with per-record updates.
+Delivery reports are a large per-record cost of the pipeline (py-spy, docs/performance.md): a Prometheus
+``Histogram.observe`` takes a lock per call, and every Python operation in a callback is paid per record.
+So each topic has one callback, bound once, that only appends the record's timestamp (the event time) and
+its produce latency; each ``poll``/``flush`` turns them into counts and lags and adds them to the metrics in
+one step per topic (``_Observations``): the metrics hold the same counts and buckets after every ``poll``
+as with per-record updates, the lag being measured when the poll that served the report returns.
 """
 
 from __future__ import annotations
@@ -75,21 +77,24 @@ class KafkaSink:
         self.last_error: str | None = None
         self.broker_up = True
         self._purge_reason: str | None = None  # set while abandon() purges: the drop reason of purged records
-        self._acked_by_topic: dict[str, _Observations] = {}  # filled by delivery reports, emptied by poll/flush
+        self._acked_by_topic: dict[str, _Observations] = {}  # per topic: counts and lags added to metrics
+        self._stamps_by_topic: dict[str, list[int]] = {}  # timestamps of acked records, emptied by poll/flush
+        self._callbacks: dict[str, Callable[[KafkaError | None, Message], None]] = {}
+        self._latencies: list[float | None] = []  # produce latencies of acked records, emptied by poll/flush
         self._produce_latency = _Observations(None, metrics.PRODUCE_LATENCY)
 
     # ----- producing -----
     async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
                       headers: list[tuple[str, bytes]] | None = None) -> bool:
         """Hand one record to librdkafka; True if accepted, False if dropped by the buffer policy."""
+        on_delivery = self._callbacks.get(topic) or self._callback(topic)
         while True:
             try:
                 if headers:
                     self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers,
-                                           on_delivery=self._on_delivery)
+                                           on_delivery=on_delivery)
                 else:
-                    self._producer.produce(topic, value, key, timestamp=timestamp_ms,
-                                           on_delivery=self._on_delivery)
+                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
                 self.in_flight += 1
                 return True
             except BufferError:
@@ -105,6 +110,24 @@ class KafkaSink:
                 # block: the source waits; the event loop stays free for pings and the metrics server.
                 self._producer.poll(0)
                 await asyncio.sleep(0.05)
+
+    async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
+        """``produce`` for a frame's (key, value, timestamp) records: one tight loop while the buffer has room,
+        then record by record with the buffer policy; returns how many were accepted."""
+        produce = self._producer.produce
+        on_delivery = self._callbacks.get(topic) or self._callback(topic)
+        done = 0
+        try:
+            for key, value, timestamp_ms in records:
+                produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
+                done += 1
+        except BufferError:
+            pass  # the rest goes through produce(), which applies the buffer policy
+        self.in_flight += done
+        accepted = done
+        for key, value, timestamp_ms in records[done:]:
+            accepted += await self.produce(topic, key, value, timestamp_ms)
+        return accepted
 
     def poll(self) -> int:
         """Serve delivery reports and statistics callbacks without blocking."""
@@ -137,8 +160,22 @@ class KafkaSink:
 
     def _record_observations(self) -> None:
         """Add what the delivery reports noted since the last call to the Prometheus metrics."""
-        for observations in self._acked_by_topic.values():
+        now = time.time()
+        for topic, stamps in self._stamps_by_topic.items():
+            if not stamps:
+                continue
+            observations = self._acked_by_topic[topic]
+            acked = len(stamps)
+            observations.count += acked
+            observations.values += [lag if lag > 0.0 else 0.0 for lag in [now - ts / 1000.0 for ts in stamps if ts > 0]]
+            stamps.clear()  # in place: the topic's callback holds this list
+            self.acked += acked
+            self.in_flight -= acked
+            self.broker_up = True
             observations.record()
+        if self._latencies:
+            self._produce_latency.values += [latency for latency in self._latencies if latency is not None]
+            self._latencies.clear()
         self._produce_latency.record()
         metrics.PRODUCER_QUEUE.set(self.in_flight)
 
@@ -146,25 +183,25 @@ class KafkaSink:
         return self._producer.list_topics(timeout=timeout_s)
 
     # ----- callbacks (run inside poll/flush on this thread) -----
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _callback(self, topic: str) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of ``topic``, made once: an ack costs two appends, a failure is counted."""
+        self._acked_by_topic[topic] = _Observations(metrics.RECORDS_PRODUCED.labels(topic),
+                                                    metrics.EVENT_LAG.labels(topic))
+        stamps = self._stamps_by_topic[topic] = []
+        note_stamp, note_latency, failed = stamps.append, self._latencies.append, self._on_failure
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                note_stamp(msg.timestamp()[1])
+                note_latency(msg.latency())
+            else:
+                failed(err, msg)
+        self._callbacks[topic] = on_delivery
+        return on_delivery
+
+    def _on_failure(self, err: KafkaError, msg: Message) -> None:
         self.in_flight -= 1
         topic = msg.topic()
-        if err is None:
-            self.acked += 1
-            now = time.time()
-            self.broker_up = True
-            acked = self._acked_by_topic.get(topic)
-            if acked is None:
-                acked = self._acked_by_topic[topic] = _Observations(metrics.RECORDS_PRODUCED.labels(topic),
-                                                                    metrics.EVENT_LAG.labels(topic))
-            acked.count += 1
-            _, ts_ms = msg.timestamp()
-            if ts_ms > 0:
-                acked.values.append(max(0.0, now - ts_ms / 1000.0))
-            latency = msg.latency()
-            if latency is not None:
-                self._produce_latency.values.append(latency)
-            return
         self.failed += 1
         code = err.code()
         if self._purge_reason is not None and code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):

@@ -6,9 +6,11 @@ import datetime as dt
 from io import BytesIO
 
 import fastavro
+import msgspec
 import pytest
 
-from ingest.avro import Encoder, flat_writer, parsed_schema
+from ingest.avro import Encoder, StructWriter, flat_writer, parsed_schema
+from ingest.binance import events
 
 PREFIX = b"\x00\x00\x00\x00\x07"
 
@@ -104,3 +106,49 @@ def test_missing_optional_field_is_written_as_null_like_fastavro() -> None:
 def test_schemas_it_cannot_write_use_fastavro() -> None:
     assert flat_writer(parsed_schema("symbols"), PREFIX) is None
     assert flat_writer(parsed_schema("miniticker"), PREFIX) is not None
+
+
+# --- StructWriter: typed structs (the pipeline's fast path) -> the same bytes as fastavro ---------------------
+
+def struct_writer(kind: str) -> StructWriter:
+    return StructWriter(parsed_schema(kind), PREFIX, events.FAST_TYPES[kind].__struct_fields__,
+                        {"event_type": events.KIND_EVENT[kind]}, events.FAST_DECIMALS[kind], events.DECIMALS_OK[kind])
+
+
+FRAME_FIELDS = ("ingest_time", "source", "stream", "connection_id")
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"connection_id": None, "source": "rest_snapshot"}, {"symbol": "币安人生USDT"}, {"symbol": "S" * 200},
+    {"stream": "é" * 70}, {"event_time": 0, "first_trade_id": -(2**63), "last_trade_id": 2**63 - 1,
+                           "trade_count": -1, "stats_open_time": -1, "stats_close_time": 2**63 - 1},
+    {"price_change": "-" + "9" * 30 + "." + "9" * 8, "quote_volume": "0"},
+])
+def test_struct_writer_writes_fastavro_bytes(changes: dict) -> None:
+    value = ticker(**changes)
+    writer = struct_writer("ticker")
+    struct = events.FastTicker(**{k: v for k, v in value.items() if k not in FRAME_FIELDS})
+    tail = writer.tail({k: value[k] for k in FRAME_FIELDS})
+    for _ in range(2):  # the second time from the symbol and time caches
+        assert writer.write(struct, tail) == fastavro_bytes(parsed_schema("ticker"), value)
+
+
+def test_struct_writer_for_mini_tickers_and_every_symbol_cached_correctly() -> None:
+    writer = struct_writer("miniticker")
+    schema = parsed_schema("miniticker")
+    tail = writer.tail({"ingest_time": 5, "source": "websocket", "stream": "!miniTicker@arr", "connection_id": "c"})
+    for i in range(10_000):  # more than the caches hold: they are cleared and refilled
+        struct = events.FastMiniTicker("24hrMiniTicker", 1_700_000_000_000 + i % 7, f"S{i % 9000}", "1.5", "2",
+                                       "3", "4", "5.00000001", "-6")
+        value = {**msgspec.structs.asdict(struct), "ingest_time": 5, "source": "websocket",
+                 "stream": "!miniTicker@arr", "connection_id": "c"}
+        assert writer.write(struct, tail) == fastavro_bytes(schema, value)
+
+
+@pytest.mark.parametrize("decimal", ["1.123456789", "1" * 31, "1e5", "", "\uff11", "1|2", "1\n", " 1"])
+def test_struct_writer_refuses_what_the_decimal_check_refuses(decimal: str) -> None:
+    struct = events.FastMiniTicker("24hrMiniTicker", 1, "BTCUSDT", "1", "1", decimal, "1", "1", "1")
+    writer = struct_writer("miniticker")
+    with pytest.raises(ValueError, match="failed its check"):
+        writer.write(struct, writer.tail({"ingest_time": 1, "source": "websocket", "stream": "s",
+                                          "connection_id": None}))

@@ -6,10 +6,13 @@ import json
 import random
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 
 from ingest.binance.events import (
+    DECIMALS_OK,
+    FAST_DECIMALS,
     MINI_DECIMALS,
     REST_TO_STREAM,
     TICKER_DECIMALS,
@@ -17,6 +20,7 @@ from ingest.binance.events import (
     FrameResult,
     RecordError,
     dead_letter_headers,
+    decode_fast,
     parse_frame,
     snapshot_records,
     symbol_info_value,
@@ -430,3 +434,75 @@ def test_symbol_info_rejects_malformed_entries() -> None:
     with pytest.raises(RecordError, match="wrong_type"):
         symbol_info_value(dict(SYMBOL, filters=[{"minPrice": "1"}]), first_seen_ms=1, last_seen_ms=1,
                           ingest_time_us=1)
+
+
+# --- the fast path (decode_fast + StructWriter) must agree with parse_frame ----------------------------------
+
+def fast_records(raw: bytes, stream: str = "!miniTicker@arr") -> list[tuple[str, dict]] | None:
+    """(kind, Avro value) per ticker the fast path would produce, or None where it hands the frame over."""
+    decoded = decode_fast(raw)
+    if decoded is None:
+        return None
+    kind, frame_stream, items = decoded
+    decimals = FAST_DECIMALS[kind]
+    out = []
+    for item in items:
+        if not DECIMALS_OK[kind]("|".join(getattr(item, name) for name in decimals)):
+            return None  # the writer raises here: the pipeline then calls parse_frame
+        value = {**msgspec.structs.asdict(item), "ingest_time": NOW_US,
+                 "source": "websocket", "stream": frame_stream or stream, "connection_id": "conn-1"}
+        out.append((kind, value))
+    return out
+
+
+def test_fast_path_takes_good_arrays_and_envelopes_with_the_same_values() -> None:
+    for payload in (frame([mini("BTCUSDT"), mini("ETHUSDT", E=2**63 - 1, c="-0.00000001")]),
+                    frame({"stream": "!ticker@arr", "data": [ticker(), ticker("LTCBTC", n=-(2**63), L=2**63 - 1)]}),
+                    frame({"stream": "btcusdt@miniTicker", "data": mini()}),
+                    frame([dict(mini(), extra="ignored", e="24hrMiniTicker")]), b"[]"):
+        fast = fast_records(payload)
+        assert fast is not None, payload
+        slow = parse(payload)
+        assert slow.rejects == [] and [(r.kind, r.value) for r in slow.records] == fast
+
+
+@pytest.mark.parametrize("payload", [
+    frame([mini(), ticker()]),  # mixed kinds: parse_frame handles them
+    frame(mini()),  # a single object of a raw per-symbol stream
+    frame({"result": None, "id": 1}),
+    frame([{k: v for k, v in mini().items() if k != "e"}]),  # no event type
+    frame([mini(E=True)]), frame([mini(E=1.0)]), frame([mini(E=-1)]), frame([mini(s="")]),
+    json.dumps([ticker(F=2**63)]).encode(), frame([mini(c=1)]), frame([{"e": "24hrMiniTicker"}]),
+    b'[{"e":"24hrMiniTicker","e":"24hrTicker"}]', b"[", b"\xff",
+])
+def test_fast_path_hands_over_anything_unusual(payload: bytes) -> None:
+    assert decode_fast(payload) is None
+
+
+def test_fast_path_never_accepts_what_parse_frame_rejects_and_agrees_on_values() -> None:
+    """The mutations of test_parse_frame_never_raises_on_mutated_frames, plus decimal mutations: whenever
+    the fast path would produce, parse_frame produces the very same records and rejects nothing."""
+    rng = random.Random(7)
+    good = [mini("S0"), ticker("T0")]
+    junk = [None, True, 1, -1, 2**63, 2**70, 1.5, "", "x", "1e5", [], {}, "0.1234567890", "1.", ".5", "-",
+            "1" * 31, "1" * 30, "01.10", "1\n", "\uff11", "1|2", "-0", "1.00000000"]
+    taken = 0
+    for _ in range(3000):
+        base = rng.choice(good)
+        items = [dict(base) for _ in range(rng.randint(1, 5))]
+        for item in items:
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                key = rng.choice(list(item))
+                if rng.random() < 0.2:
+                    del item[key]
+                else:
+                    item[key] = rng.choice(junk)
+        raw = json.dumps(items if rng.random() < 0.5 else {"stream": "!x@arr", "data": items}).encode()
+        fast = fast_records(raw)
+        if fast is None:
+            continue
+        taken += 1
+        slow = parse(raw)
+        assert slow.rejects == [], raw
+        assert [(r.kind, r.value) for r in slow.records] == fast, raw
+    assert taken > 300  # the unmutated and harmlessly mutated frames did take the fast path

@@ -23,6 +23,11 @@ class FakeSink:
         self.sent.append((topic, key, value, timestamp_ms, headers))
         return True
 
+    async def produce_many(self, topic, records):
+        for key, value, timestamp_ms in records:
+            await self.produce(topic, key, value, timestamp_ms)
+        return len(records)
+
     def poll(self):
         return 0
 
@@ -100,3 +105,35 @@ def test_snapshot_older_than_stream_is_suppressed_newer_is_produced():
     produced = run(pipeline.on_snapshot(entries, {"miniticker"}))
     assert produced == 1
     assert [k for _, k, *_ in sink.sent] == [b"BTCUSDT", b"ETHUSDT"]
+
+
+def test_fast_and_slow_paths_produce_the_same_records():
+    """A good array goes the fast path (msgspec + StructWriter); the same frame through parse_frame alone
+    (no fast-path writers) must give the very same keys, values, timestamps and metrics."""
+    ticker = {"e": "24hrTicker", "E": 1_700_000_000_123, "s": "ETHBTC", "p": "-0.00041000", "P": "-0.713",
+              "w": "0.05731207", "x": "0.05749000", "c": "0.05708000", "Q": "3.12500000", "b": "0.05707000",
+              "B": "12.50000000", "a": "0.05709000", "A": "21.75000000", "o": "0.05749500", "h": "0.05790000",
+              "l": "0.05690000", "v": "18000.25000000", "q": "1031.51234567", "O": 1_699_913_600_123,
+              "C": 1_700_000_000_123, "F": 400000001, "L": 400050000, "n": 50000}
+    frames = [orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("币安人生USDT", 1001),
+                                                                 mini("BTCUSDT", 999)]}),
+              orjson.dumps({"stream": "!ticker@arr", "data": [ticker, dict(ticker, s="LTCBTC", n=0)]})]
+    fast, fast_sink = make()
+    slow, slow_sink = make()
+    slow.writers = {}
+    for frame in frames:
+        run(fast.on_frame(frame, meta()))
+        run(slow.on_frame(frame, meta()))
+    assert len(fast_sink.sent) == 4 and fast_sink.sent == slow_sink.sent
+    assert fast.last_event == slow.last_event
+
+
+def test_a_bad_ticker_sends_the_whole_frame_through_parse_frame():
+    pipeline, sink = make()
+    frame = orjson.dumps({"stream": "!miniTicker@arr",
+                          "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1001, close="1.123456789")]})
+    run(pipeline.on_frame(frame, meta()))
+    assert [(t, k) for t, k, _, _, _ in sink.sent] == [("t.spot.deadletter", b"!miniTicker@arr"),
+                                                       ("t.spot.miniticker", b"BTCUSDT")]
+    assert dict(sink.sent[0][4])["reason"] == b"decimal_out_of_range"
+    assert pipeline.last_event["miniticker"] == {"BTCUSDT": 1000}

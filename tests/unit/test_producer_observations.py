@@ -1,12 +1,17 @@
-"""Delivery-report metrics added once per poll must equal per-record updates."""
+"""Delivery reports: metrics added once per poll must equal per-record updates, and every record is counted."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
+from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ingest.kafka.producer import _Observations
+from ingest import metrics
+from ingest.config import Settings
+from ingest.kafka.producer import KafkaSink, _Observations
 from ingest.metrics import LAG_BUCKETS
 
 
@@ -37,3 +42,73 @@ def test_batched_observations_equal_one_observe_per_record() -> None:
     sum_key = next(k for k in want if k[0] == "lag_sum")
     assert abs(got.pop(sum_key) - want.pop(sum_key)) < 1e-6 * max(1.0, abs(sum(values)))
     assert got == want
+
+
+class FakeMessage:
+    def __init__(self, topic: str, timestamp_ms: int) -> None:
+        self._topic, self._ts = topic, timestamp_ms
+
+    def topic(self) -> str:
+        return self._topic
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._ts)
+
+    def latency(self) -> float:
+        return 0.002
+
+
+class FakeProducer:
+    """Queues produce() calls and answers them on poll(): acks, or an error for the listed timestamps."""
+
+    def __init__(self, conf: dict) -> None:
+        self.queued: list = []
+        self.fail: set[int] = set()
+
+    def produce(self, topic, value, key, timestamp, on_delivery, headers=None):
+        self.queued.append((topic, timestamp, on_delivery))
+
+    def poll(self, timeout):
+        served, self.queued = self.queued, []
+        for topic, ts, on_delivery in served:
+            err = KafkaError(KafkaError._MSG_TIMED_OUT) if ts in self.fail else None
+            on_delivery(err, FakeMessage(topic, ts))
+        return len(served)
+
+
+def test_delivery_reports_are_counted_exactly_per_topic_and_reason() -> None:
+    sink = KafkaSink(Settings(), producer_factory=FakeProducer)
+    producer = sink._producer
+    now_ms = int(time.time() * 1000)
+    produced = {"lag.a": metrics.RECORDS_PRODUCED.labels("lag.a")._value.get(),
+                "lag.b": metrics.RECORDS_PRODUCED.labels("lag.b")._value.get()}
+    lag_count = metrics.EVENT_LAG.labels("lag.a")._sum.get()
+    timed_out = metrics.RECORDS_DROPPED.labels("delivery_timeout")._value.get()
+    producer.fail = {now_ms - 7}
+    records = [(b"k", b"v", now_ms - i) for i in range(10)]
+    assert asyncio.run(sink.produce_many("lag.a", records)) == 10
+    assert asyncio.run(sink.produce("lag.b", b"k", b"v", now_ms - 60_000))
+    assert sink.in_flight == 11
+    sink.poll()
+    assert (sink.in_flight, sink.acked, sink.failed) == (0, 10, 1)
+    assert metrics.RECORDS_PRODUCED.labels("lag.a")._value.get() - produced["lag.a"] == 9
+    assert metrics.RECORDS_PRODUCED.labels("lag.b")._value.get() - produced["lag.b"] == 1
+    assert metrics.RECORDS_DROPPED.labels("delivery_timeout")._value.get() - timed_out == 1
+    lag_sum = metrics.EVENT_LAG.labels("lag.a")._sum.get() - lag_count
+    assert 9 * 0.0045 <= lag_sum < 9 * 0.0045 + 9 * 1.0  # lags of 0..9 ms (minus the failed one) plus poll time
+    b_lag = metrics.EVENT_LAG.labels("lag.b")
+    assert sum(b.get() for b in b_lag._buckets) == 1 and 60.0 <= b_lag._sum.get() < 120.0
+
+
+def test_produce_many_applies_the_buffer_policy_to_what_does_not_fit() -> None:
+    class FullAfterTwo(FakeProducer):
+        def produce(self, *args, **kwargs):
+            if len(self.queued) >= 2:
+                raise BufferError
+            super().produce(*args, **kwargs)
+
+    sink = KafkaSink(Settings(buffer_policy="drop_newest"), producer_factory=FullAfterTwo)
+    dropped = metrics.RECORDS_DROPPED.labels("buffer_full")._value.get()
+    assert asyncio.run(sink.produce_many("t", [(b"k", b"v", i) for i in range(5)])) == 2
+    assert sink.in_flight == 2
+    assert metrics.RECORDS_DROPPED.labels("buffer_full")._value.get() - dropped == 3
