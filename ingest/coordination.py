@@ -5,7 +5,7 @@ Why it is built this way (DESIGN §7):
 * No home-made leader election. Replicas join one consumer group subscribed to a small *coordination topic*;
   its partitions are the shards. Kafka's group coordinator decides who owns what, notices a dead replica
   after the session timeout and moves its shards; a replica that stops cleanly leaves the group so its
-  shards move at once. Nothing is ever read from or written to the topic: it exists for its partition count.
+  shards move at once. The group never consumes or commits: membership is all it is for.
 * Work maps to shards by a stable hash that every replica computes alike (CRC-32, not Python's salted
   ``hash``): an all-market array stream (``!ticker@arr``) is one unit owned by one shard; per-symbol streams
   map by their symbol, so ``btcusdt@ticker`` and ``btcusdt@miniTicker`` always travel together.
@@ -13,6 +13,11 @@ Why it is built this way (DESIGN §7):
   from its old owner before it is given to the new one. On revoke we close the gate for that shard's
   frames *before* the callback returns and flush the producer, so what the old owner produced is
   acknowledged before the new owner may start; per key, Kafka keeps event-time order across the handover.
+* Handover notes: when a replica releases a shard it writes, to that shard's partition, the event time of
+  the last record it produced per symbol; the next owner reads the newest note before its REST snapshot
+  and does not produce what the old owner already did (the snapshot's entry for a symbol is usually the very
+  tick the old owner produced last). After a crash there is no fresh note, and none is needed: the
+  snapshot is then newer than anything the dead replica produced. These notes are the only data on the topic.
 * librdkafka serves rebalance callbacks only inside ``poll()``, and a blocking ``poll`` must not sit on the
   event loop, so one thread polls; changes go to the loop through a queue, handled one at a time in order.
   A revoke waits (bounded) until the loop has released the shards.
@@ -29,7 +34,8 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException
+import orjson
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.binance import streams as stream_names
@@ -41,6 +47,8 @@ HEARTBEAT_MS = 500
 """How fast a member hears of a rebalance (a leave, a join): it is told in its next heartbeat response.
 Half a second keeps a clean handover well under one push interval; the cost is two tiny requests a second."""
 POLL_S = 0.1
+NOTE_KEY = b"handover"
+NOTE_IO_TIMEOUT_S = 5.0
 RELEASE_WAIT_S = 15.0
 """How long a revoke may wait for the event loop to release the shards (gate closed, producer flushed)."""
 
@@ -134,6 +142,9 @@ class ShardCoordinator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
+        self._client_conf = client_conf
+        self._note_producer: Producer | None = None
+        self._note_reader: Consumer | None = None
 
     async def run(self) -> None:
         """Join the group and apply ownership changes until cancelled (call ``leave`` first to go cleanly)."""
@@ -158,6 +169,59 @@ class ShardCoordinator:
             return
         self._stop.set()
         await asyncio.to_thread(thread.join, timeout_s)
+
+    # ---- handover notes (blocking: call through asyncio.to_thread) ----------------------------------------
+
+    def write_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> int:
+        """Write ``{shard: {kind: {symbol: last event time}}}``, one record per shard to its partition; wait for
+        the acknowledgements. Returns how many were acknowledged."""
+        if self._note_producer is None:
+            self._note_producer = Producer({**self._client_conf, "acks": "all", "enable.idempotence": True,
+                                            "client.id": "binance-ingest-handover", "linger.ms": 0})
+        acked = []
+        for shard, last_event in notes.items():
+            value = orjson.dumps({"shard": shard, "written_at": int(time.time() * 1000), "last_event": last_event})
+            self._note_producer.produce(self.topic, value, NOTE_KEY, partition=shard,
+                                        on_delivery=lambda err, _msg: acked.append(err is None))
+        self._note_producer.flush(NOTE_IO_TIMEOUT_S)
+        return sum(acked)
+
+    def read_notes(self, shards: Iterable[int]) -> dict[int, dict[str, dict[str, int]]]:
+        """The newest note of each shard (the last record of its partition), if any."""
+        if self._note_reader is None:
+            self._note_reader = Consumer({**self._client_conf, "group.id": self.settings.group_id + ".notes",
+                                          "enable.auto.commit": False, "client.id": "binance-ingest-handover"})
+        reader = self._note_reader
+        wanted: dict[int, int] = {}
+        for shard in shards:
+            low, high = reader.get_watermark_offsets(TopicPartition(self.topic, shard), timeout=NOTE_IO_TIMEOUT_S)
+            if high > low:
+                wanted[shard] = high - 1
+        if not wanted:
+            return {}
+        reader.assign([TopicPartition(self.topic, shard, offset) for shard, offset in wanted.items()])
+        notes: dict[int, dict[str, dict[str, int]]] = {}
+        deadline = time.monotonic() + NOTE_IO_TIMEOUT_S
+        try:
+            while len(notes) < len(wanted) and time.monotonic() < deadline:
+                msg = reader.poll(0.2)
+                if msg is None or msg.error() is not None or msg.partition() not in wanted:
+                    continue
+                try:
+                    notes[msg.partition()] = orjson.loads(msg.value() or b"{}").get("last_event", {})
+                except (orjson.JSONDecodeError, AttributeError):
+                    log.warning("unreadable handover note", extra={"shard": msg.partition()})
+                    notes[msg.partition()] = {}
+        finally:
+            reader.unassign()
+        return notes
+
+    def close_clients(self) -> None:
+        for client in (self._note_reader,):
+            if client is not None:
+                client.close()
+        if self._note_producer is not None:
+            self._note_producer.flush(NOTE_IO_TIMEOUT_S)
 
     # ---- the polling thread ------------------------------------------------------------------------------
 

@@ -181,6 +181,7 @@ class Worker:
             # Leave the group while the streams and the poll loop still run: the revoke releases every shard
             # (gate closed, records acknowledged), then the group hands them to the other replicas at once.
             await self.coordinator.leave()
+            await asyncio.to_thread(self.coordinator.close_clients)
         for task in [*tasks, stopper]:
             task.cancel()
         for task in tasks:
@@ -235,13 +236,50 @@ class Worker:
         metrics.SHARDS_OWNED.set(len(self.coordinator.owned))
         if lost:
             unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
-            log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked})
+            notes = self._handover_notes(lost)
+            written = await asyncio.to_thread(self.coordinator.write_notes, notes) if notes else 0
+            log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked, "notes": written})
         wanted = self._my_streams()
         if gained:
             new = [name for name in wanted if shard_of(name, self.coordinator.shards) in gained]
+            seeds = self._apply_notes(await asyncio.to_thread(self.coordinator.read_notes, gained)) if new else {}
             if new and self.settings.snapshot_on_connect:
-                await self._snapshot(new, f"shards {sorted(gained)} gained")
+                await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
         await self.source.set_streams(wanted)
+
+    def _handover_notes(self, shards: frozenset[int]) -> dict[int, dict[str, dict[str, int]]]:
+        """Per released shard: the event time of the last record produced per (kind, symbol) of its streams."""
+        assert self.coordinator is not None and self.pipeline is not None
+        last = self.pipeline.last_event
+        notes: dict[int, dict[str, dict[str, int]]] = {}
+        for name in self.all_streams:
+            shard = shard_of(name, self.coordinator.shards)
+            if shard not in shards:
+                continue
+            kind = stream_names.kind(name)
+            note = notes.setdefault(shard, {}).setdefault(kind, {})
+            if name in stream_names.ALL_MARKET:
+                note.update(last[kind])
+            elif (symbol := name.partition("@")[0].upper()) in last[kind]:
+                note[symbol] = last[kind][symbol]
+        return {shard: note for shard, note in notes.items() if any(note.values())}
+
+    def _apply_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+        """Seed the dedupe with what the previous owners produced; return the merged seeds per kind."""
+        assert self.pipeline is not None
+        merged: dict[str, dict[str, int]] = {}
+        for note in notes.values():
+            for kind, symbols in note.items():
+                last = self.pipeline.last_event.get(kind)
+                if last is None or not isinstance(symbols, dict):
+                    continue
+                for symbol, event_ms in symbols.items():
+                    if isinstance(event_ms, int) and event_ms > last.get(symbol, -1):
+                        last[symbol] = event_ms
+                merged.setdefault(kind, {}).update(symbols)
+        if merged:
+            log.info("handover notes applied", extra={"symbols": sum(len(v) for v in merged.values())})
+        return merged
 
     async def _wait_acknowledged(self, timeout_s: float) -> int:
         """Let the poll loop serve delivery reports until nothing is in flight; return what still is."""
@@ -259,8 +297,10 @@ class Worker:
             return
         await self._snapshot(self.source.streams, f"connection {connection_id}")
 
-    async def _snapshot(self, streams: list[str], why: str) -> None:
-        """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array)."""
+    async def _snapshot(self, streams: list[str], why: str, seeds: dict[str, dict[str, int]] | None = None) -> None:
+        """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array).
+        ``seeds`` are a previous owner's last event times: entries not newer are counted as handover overlap
+        (the dedupe, seeded with them, does not produce them)."""
         loop_time = asyncio.get_running_loop().time()
         streams = [name for name in streams if loop_time - self._snapshot_at.get(name, -SNAPSHOT_REUSE_S)
                    >= SNAPSHOT_REUSE_S]
@@ -278,6 +318,10 @@ class Worker:
             for name in streams:
                 self._snapshot_at.pop(name, None)
             return
+        if seeds:
+            overlap = sum(1 for kind in kinds for entry in entries if isinstance(entry, dict)
+                          and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
+            metrics.HANDOVER_OVERLAP.inc(overlap)
         produced = await self.pipeline.on_snapshot(entries, kinds)
         log.info("snapshot produced", extra={"why": why, "records": produced})
 

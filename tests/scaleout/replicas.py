@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,3 +89,9 @@ def out_of_order(ticks: dict[str, list[Tick]]) -> list[tuple[str, Tick, Tick]]:
     """Records whose event time goes backwards within their key (Kafka order): a handover must never do that."""
     return [(symbol, a, b) for symbol, seq in ticks.items() for a, b in itertools.pairwise(seq)
             if b.event_time < a.event_time]
+
+
+def duplicates(ticks: dict[str, list[Tick]]) -> list[tuple[str, int]]:
+    """(symbol, event time) pairs that are in Kafka more than once."""
+    return [(symbol, t) for symbol, seq in ticks.items()
+            for t, n in Counter(tick.event_time for tick in seq).items() if n > 1]
