@@ -56,9 +56,9 @@ OnChange = Callable[[frozenset[int], frozenset[int]], Awaitable[None]]
 
 
 def shard_of(stream: str, shards: int) -> int:
-    """The shard that owns a stream: all-market arrays by their name, per-symbol streams by their symbol."""
-    name = stream_names.normalize(stream)
-    unit = name if name in stream_names.ALL_MARKET else name.partition("@")[0].upper()
+    """The shard that owns a stream (as ``streams.normalize`` spells it): all-market arrays by their name,
+    per-symbol streams by their symbol, so a symbol's ticker and mini ticker always share a shard."""
+    unit = stream if stream in stream_names.ALL_MARKET else stream.partition("@")[0].upper()
     return zlib.crc32(unit.encode()) % shards
 
 

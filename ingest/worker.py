@@ -86,7 +86,7 @@ class Worker:
         self.kinds: set[str] = set()
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
         self.coordinator: ShardCoordinator | None = None
-        self._shard_cache: dict[str, int] = {}
+        self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._snapshot_at: dict[str, float] = {}  # stream -> loop time of its last snapshot
 
     # ----- readiness -----
@@ -214,20 +214,19 @@ class Worker:
         """The streams this replica should hold: all of them, or the part its shards own."""
         if self.coordinator is None:
             return list(self.all_streams)
+        self._stream_shards = {name.lower(): shard_of(name, self.coordinator.shards) for name in self.all_streams}
         return owned_streams(self.all_streams, self.coordinator.owned, self.coordinator.shards)
 
     async def _on_owned_frame(self, frame: bytes | str, meta: FrameMeta) -> None:
         """The frame gate of a coordinated replica: a revoked shard's frames stop here at once, even before
-        its UNSUBSCRIBE is answered. Frames without a stream name go on (the parser dead-letters them)."""
+        its UNSUBSCRIBE is answered. Frames of streams we never asked for go on: the parser judges them (and
+        dead-letters what is broken), so nothing unexpected disappears under this counter."""
         assert self.coordinator is not None and self.pipeline is not None
         name = stream_names.combined_stream_name(frame)
-        if name is not None:
-            shard = self._shard_cache.get(name)
-            if shard is None:
-                shard = self._shard_cache[name] = shard_of(name, self.coordinator.shards)
-            if shard not in self.coordinator.owned:
-                metrics.FRAMES_NOT_OWNED.inc()
-                return
+        shard = self._stream_shards.get(name.lower()) if name is not None else None
+        if shard is not None and shard not in self.coordinator.owned:
+            metrics.FRAMES_NOT_OWNED.inc()
+            return
         await self.pipeline.on_frame(frame, meta)
 
     async def _on_shards_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:

@@ -24,6 +24,10 @@ NOT_IN_CONFIG_VALUES = {
     "schema_registry_user_info": "schemaRegistry.auth.existingSecret (a Secret, never a value)",
     "metrics_host": "fixed by the worker default 0.0.0.0: the pod IP must serve probes and scrapes",
     "kafka_properties_file": "Kafka settings come as INGEST_KAFKA_* from kafka.* values and Secrets instead",
+    "coordination": "coordination.enabled (tied to replicaCount by values.schema.json)",
+    "coordination_group": "coordination.group",
+    "coordination_shards": "coordination.shards",
+    "coordination_session_timeout_s": "coordination.sessionTimeoutS",
 }
 
 
@@ -108,3 +112,14 @@ def test_required_settings_and_secrets_are_wired() -> None:
         "INGEST_SCHEMA_REGISTRY_USER_INFO": {"name": "registry-credentials", "key": "user-info"},
     }
     assert not any(re.search("PASSWORD|USER_INFO|USERNAME", k) for k in cm)
+
+
+def test_coordination_values_reach_the_worker() -> None:
+    """replicaCount > 1 is only allowed with coordination; the replicas must then really run coordinated."""
+    ha = [p for p in CI_VALUES if p.stem == "ha-values"]
+    docs = render(*ha, sets=("coordination.sessionTimeoutS=7.5", "coordination.group=\"md-ingest\""))
+    loaded = config.load(environ=environment(docs, pod_specs(docs)[0]))
+    assert (loaded.coordination, loaded.coordination_session_timeout_s, loaded.group_id) == ("kafka", 7.5, "md-ingest")
+    assert loaded.coordination_shards == 12
+    plain = config.load(environ=environment(render(CI_VALUES[0]), pod_specs(render(CI_VALUES[0]))[0]))
+    assert plain.coordination == "off"

@@ -84,6 +84,16 @@ config.<camelCase> becomes INGEST_<UPPER_SNAKE>, the name ingest/config.py deriv
 {{- range $key, $value := .Values.config }}
 {{- $_ := set $env (printf "INGEST_%s" ($key | snakecase | upper)) (include "binance-ingest.envValue" $value) }}
 {{- end }}
+{{- with .Values.coordination }}
+{{- if .enabled }}
+{{- $_ := set $env "INGEST_COORDINATION" "kafka" }}
+{{- $_ := set $env "INGEST_COORDINATION_SHARDS" (include "binance-ingest.envValue" (.shards | default 12)) }}
+{{- $_ := set $env "INGEST_COORDINATION_SESSION_TIMEOUT_S" (include "binance-ingest.envValue" (.sessionTimeoutS | default 10)) }}
+{{- if .group }}
+{{- $_ := set $env "INGEST_COORDINATION_GROUP" .group }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $_ := set $env "KAFKA_BOOTSTRAP_SERVERS" .Values.kafka.bootstrapServers }}
 {{- $_ := set $env "SCHEMA_REGISTRY_URL" .Values.schemaRegistry.url }}
 {{- $_ := set $env "INGEST_KAFKA_SECURITY_PROTOCOL" .Values.kafka.securityProtocol }}
