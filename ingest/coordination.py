@@ -52,6 +52,9 @@ NOTE_IO_TIMEOUT_S = 5.0
 RELEASE_WAIT_S = 15.0
 """How long a revoke may wait for the event loop to release the shards (gate closed, producer flushed)."""
 
+_THREAD_ENDED = threading.Event()
+"""Marks the polling thread's last message to the event loop."""
+
 OnChange = Callable[[frozenset[int], frozenset[int]], Awaitable[None]]
 
 
@@ -154,6 +157,10 @@ class ShardCoordinator:
         self._thread.start()
         while True:
             gained, lost, done = await self._queue.get()
+            if done is _THREAD_ENDED:
+                if self._stop.is_set():
+                    continue  # leave() asked for it
+                raise RuntimeError(f"coordination ended unexpectedly: {self.last_error}")
             try:
                 await self._on_change(gained, lost)
             except Exception:  # a failed change must not end membership; the next change re-applies the state
@@ -234,12 +241,21 @@ class ShardCoordinator:
                 if msg is not None and msg.error() is not None:
                     self.last_error = str(msg.error())
                     log.warning("coordination: %s", msg.error())
-        except Exception:
+                    if msg.error().fatal():  # e.g. not authorized for the group: no way to stay a member
+                        raise KafkaException(msg.error())
+        except Exception as exc:
+            self.last_error = self.last_error or repr(exc)
             log.exception("coordination thread failed")
         finally:
             with contextlib.suppress(Exception):
                 consumer.close()  # revokes what we own (callback below), then leaves the group
+            if self.owned:  # close() could not revoke: release here, we are no member any more
+                self._revoked(consumer, [TopicPartition(self.topic, p) for p in sorted(self.owned)])
+            self.joined = False
             log.info("left the coordination group", extra={"topic": self.topic})
+            # A thread that ends without leave() makes run() raise: the worker exits and is restarted,
+            # rather than streaming shards the group may have given to another replica.
+            self._post(frozenset(), frozenset(), wait=False, done=_THREAD_ENDED)
 
     def _assigned(self, _consumer: Consumer, partitions: list[Any]) -> None:
         gained = frozenset(p.partition for p in partitions)
@@ -259,10 +275,15 @@ class ShardCoordinator:
         log.warning("shards lost (session expired)", extra={"lost": sorted(p.partition for p in partitions)})
         self._revoked(_consumer, partitions)
 
-    def _post(self, gained: frozenset[int], lost: frozenset[int], *, wait: bool) -> None:
+    def _post(self, gained: frozenset[int], lost: frozenset[int], *, wait: bool,
+              done: threading.Event | None = None) -> None:
         if self._loop is None or self._queue is None or self._loop.is_closed():
             return
-        done = threading.Event() if wait else None
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (gained, lost, done))
-        if done is not None and not done.wait(RELEASE_WAIT_S):
+        if wait:
+            done = threading.Event()
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (gained, lost, done))
+        except RuntimeError:  # the loop closed meanwhile: nobody left to release anything
+            return
+        if wait and done is not None and not done.wait(RELEASE_WAIT_S):
             log.warning("shards released late: the event loop did not answer in %.0f s", RELEASE_WAIT_S)

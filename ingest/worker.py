@@ -236,15 +236,33 @@ class Worker:
         if lost:
             unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
             notes = self._handover_notes(lost)
-            written = await asyncio.to_thread(self.coordinator.write_notes, notes) if notes else 0
+            written = await self._write_notes(notes) if notes else 0
             log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked, "notes": written})
         wanted = self._my_streams()
         if gained:
             new = [name for name in wanted if shard_of(name, self.coordinator.shards) in gained]
-            seeds = self._apply_notes(await asyncio.to_thread(self.coordinator.read_notes, gained)) if new else {}
+            seeds = self._apply_notes(await self._read_notes(gained)) if new else {}
             if new and self.settings.snapshot_on_connect:
                 await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
         await self.source.set_streams(wanted)
+
+    async def _write_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> int:
+        """Write handover notes; a failure costs the next owner duplicates, never the release itself."""
+        assert self.coordinator is not None
+        try:
+            return await asyncio.to_thread(self.coordinator.write_notes, notes)
+        except Exception as exc:
+            log.warning("handover notes not written", extra={"reason": repr(exc)[:200]})
+            return 0
+
+    async def _read_notes(self, shards: frozenset[int]) -> dict[int, dict[str, dict[str, int]]]:
+        """Read handover notes; without them the gain goes on (the snapshot may then repeat a last tick)."""
+        assert self.coordinator is not None
+        try:
+            return await asyncio.to_thread(self.coordinator.read_notes, shards)
+        except Exception as exc:
+            log.warning("handover notes not read", extra={"reason": repr(exc)[:200]})
+            return {}
 
     def _handover_notes(self, shards: frozenset[int]) -> dict[int, dict[str, dict[str, int]]]:
         """Per released shard: the event time of the last record produced per (kind, symbol) of its streams."""

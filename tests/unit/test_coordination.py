@@ -115,3 +115,32 @@ def test_a_revoke_returns_only_after_the_worker_released_the_shards(monkeypatch:
 
     asyncio.run(main())
     assert seen == [([0, 1, 2], []), ([], [0]), ([], [1, 2])]
+
+
+class _BrokenConsumer(_FakeConsumer):
+    def poll(self, timeout: float) -> None:
+        raise RuntimeError("librdkafka fell over")
+
+    def close(self) -> None:
+        self.closed.set()  # a consumer that cannot revoke any more
+
+
+def test_a_coordination_thread_that_dies_releases_everything_and_ends_the_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica that is no group member any more must not keep streaming shards the group may give to
+    another replica: it releases them itself and run() raises, so the worker exits and is restarted."""
+    monkeypatch.setattr(coordination, "Consumer", _BrokenConsumer)
+    changes: list[tuple[list[int], list[int]]] = []
+
+    async def main() -> None:
+        async def on_change(gained: frozenset[int], lost: frozenset[int]) -> None:
+            changes.append((sorted(gained), sorted(lost)))
+
+        coordinator = ShardCoordinator(Settings(coordination="kafka"), {}, 12, on_change)
+        coordinator.owned = frozenset({3, 4})  # as if assigned before the failure
+        with pytest.raises(RuntimeError, match="coordination ended unexpectedly"):
+            await asyncio.wait_for(coordinator.run(), 10)
+        assert coordinator.owned == frozenset() and not coordinator.joined
+
+    asyncio.run(main())
+    assert changes == [([], [3, 4])]
