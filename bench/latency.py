@@ -43,6 +43,8 @@ class Latency:
     arrival_p99_ms: float
     cpu_percent: float
     peak_rss_mb: float
+    read_p50_ms: float = math.nan  # frame read by the worker -> fetched: the worker's, broker's and consumer's share
+    read_p99_ms: float = math.nan
 
 
 def lag_buckets(metrics_text: str, topic: str) -> dict[float, float]:
@@ -92,6 +94,7 @@ class LagConsumer(threading.Thread):
         self.schema = parsed_schema("ticker")
         self.lags_ms: list[float] = []
         self.arrival_ms: list[float] = []  # event time -> the worker read the frame (simulator + WebSocket)
+        self.read_ms: list[float] = []  # the worker read the frame -> fetched here (worker + broker + fetch)
         self.recording = False
         self.stopped = threading.Event()
 
@@ -111,6 +114,7 @@ class LagConsumer(threading.Thread):
                         if not isinstance(ingest_us, int):
                             ingest_us = ingest_us.timestamp() * 1e6
                         self.arrival_ms.append(ingest_us / 1000 - event_ms)
+                        self.read_ms.append(now * 1000 - ingest_us / 1000)
         finally:
             self.consumer.close()
 
@@ -140,7 +144,8 @@ def run(log_dir: Path, bootstrap: str, registry: str, symbols: int = 3000, warmu
                        histogram_quantile(0.99, window) * 1000, highest * 1000,
                        quantile(lags, 0.5), quantile(lags, 0.99), max(lags) if lags else math.nan, lags,
                        quantile(consumer.arrival_ms, 0.5), quantile(consumer.arrival_ms, 0.99),
-                       100 * (cpu1 - cpu0) / (t1 - t0), peak_rss_mb(worker.proc.pid))
+                       100 * (cpu1 - cpu0) / (t1 - t0), peak_rss_mb(worker.proc.pid),
+                       quantile(consumer.read_ms, 0.5), quantile(consumer.read_ms, 0.99))
     finally:
         if consumer is not None:
             consumer.stopped.set()
@@ -158,4 +163,5 @@ def table(r: Latency) -> str:
         f"{'consumer (event->fetched)':<34} {r.consumer_p50_ms:>8.1f} {r.consumer_p99_ms:>8.1f} "
         f"{r.consumer_max_ms:>8.1f}",
         f"{'  of which event->frame read':<34} {r.arrival_p50_ms:>8.1f} {r.arrival_p99_ms:>8.1f}",
+        f"{'  and frame read->fetched':<34} {r.read_p50_ms:>8.1f} {r.read_p99_ms:>8.1f}",
         f"worker CPU {r.cpu_percent:.1f} % of one core, peak RSS {r.peak_rss_mb:.0f} MB"])

@@ -61,6 +61,8 @@ def ratios(run: Run) -> list[tuple[str, str, str, str]]:
          _goal(lag.worker_p99_ms < 50)),
         ("nominal load: event->fetched p99, consumer (ms)", f"{lag.consumer_p99_ms:.0f}", "< 50",
          _goal(worst_p99 < 50)),
+        ("nominal load: frame read->fetched p99, consumer (ms): the share after the simulator's",
+         f"{lag.read_p99_ms:.0f}", "(information)", ""),
         ("nominal load: worker CPU (% of one core)", f"{lag.cpu_percent:.1f}", "< 5", _goal(lag.cpu_percent < 5)),
         ("nominal load: worker peak RSS (MB)", f"{lag.peak_rss_mb:.0f}", "< 150", _goal(lag.peak_rss_mb < 150)),
     ]

@@ -179,7 +179,7 @@ def decode_fast(payload: bytes | str) -> tuple[str, str | None, list] | None:
     for kind, decode in _FAST_DECODERS:
         try:
             obj = decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.MsgspecError, ValueError, TypeError):  # invalid UTF-8 in a string is a UnicodeError
             continue
         if type(obj) is list:
             return kind, None, obj

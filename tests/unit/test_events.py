@@ -473,7 +473,8 @@ def test_fast_path_takes_good_arrays_and_envelopes_with_the_same_values() -> Non
     frame([{k: v for k, v in mini().items() if k != "e"}]),  # no event type
     frame([mini(E=True)]), frame([mini(E=1.0)]), frame([mini(E=-1)]), frame([mini(s="")]),
     json.dumps([ticker(F=2**63)]).encode(), frame([mini(c=1)]), frame([{"e": "24hrMiniTicker"}]),
-    b'[{"e":"24hrMiniTicker","e":"24hrTicker"}]', b"[", b"\xff",
+    b'[{"e":"24hrMiniTicker","e":"24hrTicker"}]', b"[", b"\xff", b'[{"e":"24hrMiniTicker","s":"\xff"}]',
+    b'{"stream":"\xff","data":[]}', "\udcff[]", '[{"e":"24hrMiniTicker","s":"\ud800"}]',  # bad UTF-8, surrogates
 ])
 def test_fast_path_hands_over_anything_unusual(payload: bytes) -> None:
     assert decode_fast(payload) is None
