@@ -88,6 +88,8 @@ REST_WEIGHT_LIMIT = Gauge(PREFIX + "rest_weight_limit", "Request weight allowed 
 
 SHARDS_OWNED = Gauge(PREFIX + "shards_owned", "Shards (coordination topic partitions) this replica streams; "
                      "1 when not coordinated, 0 on a replica that owns none.", registry=REGISTRY)
+COORDINATION_SHARDS = Gauge(PREFIX + "coordination_shards", "Shards (coordination topic partitions) of a coordinated "
+                            "replica's group; 0 when not coordinated.", registry=REGISTRY)
 FRAMES_NOT_OWNED = Counter(PREFIX + "frames_not_owned_total",
                            "Frames of a shard revoked from this replica that arrived before its streams were "
                            "unsubscribed; discarded unread (the shard's new owner restores the state).",

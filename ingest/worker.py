@@ -159,6 +159,7 @@ class Worker:
                 lambda: ensure_coordination_topic(admin, s), what="coordination topic",
                 initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=kafka_unreachable)
             self.coordinator = ShardCoordinator(s, client_config(s), shards, self._on_shards_changed)
+            metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
         exchange_info = await self.rest.exchange_info()
         self.all_streams = stream_names.expand(s.streams, exchange_info, s.quote_assets)

@@ -104,6 +104,18 @@ ROWS: tuple[Row, ...] = (
             Query(_rate("binance_ingest_symbols_delisted_total", fn="increase"), "delisted"),
         ), bars=True),
     )),
+    Row("Scale-out", (
+        Panel("Shards per replica", "Coordination shards each replica streams, and how many exist (--coordination "
+              "kafka); their sum equals the shard count when every shard has exactly one owner.", (
+            Query(f"sum by (pod) (binance_ingest_shards_owned{{{SEL}}})", "{{pod}}", ("pod",)),
+            Query(f"max(binance_ingest_coordination_shards{{{SEL}}})", "shards"),
+        )),
+        Panel("Handovers", "Frames of a revoked shard discarded before its streams were unsubscribed, and snapshot "
+              "records not produced because the previous owner's handover note showed them produced.", (
+            Query(_rate("binance_ingest_frames_not_owned_total", fn="increase"), "frames discarded after revoke"),
+            Query(_rate("binance_ingest_handover_overlap_total", fn="increase"), "snapshot records not repeated"),
+        ), bars=True),
+    )),
     Row("Kafka", (
         Panel("Tickers/s by topic", "Records acknowledged by Kafka per second.",
               (Query(_rate("binance_ingest_records_produced_total", "topic"), "{{topic}}", ("topic",)),), unit="ops"),

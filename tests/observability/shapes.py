@@ -22,6 +22,7 @@ ALERT_LABELS = {
     "BinanceIngestReconnectStorm": {"namespace", "pod"},
     "BinanceIngestRestWeightNearLimit": {"namespace", "pod"},
     "BinanceIngestProducerErrors": {"namespace", "pod", "code"},
+    "BinanceIngestShardOwnership": {"namespace"},
 }
 
 

@@ -37,6 +37,7 @@ def stats(faulty: bool) -> str:
 def tick(state: State, rng: random.Random) -> None:
     m = metrics
     m.SHARDS_OWNED.set(1)
+    m.COORDINATION_SHARDS.set(2 if state.faulty else 1)  # faulty: the other replica died, its shard is unowned
     m.WS_SUBSCRIPTIONS.set(1)
     m.REST_WEIGHT_LIMIT.set(6000)
     m.PRODUCER_QUEUE.set(rng.randint(0, 50))
