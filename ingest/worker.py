@@ -26,7 +26,7 @@ from ingest import config as config_mod
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
 from ingest.binance.rest import RestClient
-from ingest.config import Settings
+from ingest.config import ConfigError, Settings
 from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
 from ingest.kafka.producer import KafkaSink
 from ingest.kafka.topics import (
@@ -88,6 +88,7 @@ class Worker:
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._snapshot_at: dict[str, float] = {}  # stream -> loop time of its last snapshot
+        self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
 
     # ----- readiness -----
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -99,6 +100,8 @@ class Worker:
                      "streams": len(self.source.streams) if self.source is not None else 0}
             if not coordinator.joined:
                 reasons.append("coordination: not yet a member of the group")
+            if self._unserved:
+                reasons.append(self._unserved)
         owns_streams = self.source is not None and bool(self.source.streams)
         if self.source is None or ((coordinator is None or owns_streams) and not self.source.connected):
             reasons.append("binance: not all connections are delivering")
@@ -245,7 +248,12 @@ class Worker:
             seeds = self._apply_notes(await self._read_notes(gained)) if new else {}
             if new and self.settings.snapshot_on_connect:
                 await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
-        await self.source.set_streams(wanted)
+        try:
+            await self.source.set_streams(wanted)
+            self._unserved = ""
+        except ConfigError as exc:  # more owned streams than this replica's connection budget holds
+            self._unserved = f"coordination: owned streams do not fit: {exc}"
+            log.error("owned shards not streamed", extra={"reason": str(exc)})
 
     async def _write_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> int:
         """Write handover notes; a failure costs the next owner duplicates, never the release itself."""
