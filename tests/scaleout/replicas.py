@@ -23,6 +23,17 @@ def start_replica(worker_factory: Callable[..., WorkerProcess], sim: Any, prefix
                           "--topic-prefix", prefix, "--coordination", "kafka", *extra)
 
 
+def owner_and_standby(worker_factory: Callable[..., WorkerProcess], sim: Any, prefix: str,
+                      stream: str) -> tuple[WorkerProcess, WorkerProcess]:
+    """Two ready replicas of one stream: (the one that owns it, the one that owns nothing of it)."""
+    a = start_replica(worker_factory, sim, prefix, stream)
+    b = start_replica(worker_factory, sim, prefix, stream)
+    a.wait_ready()
+    b.wait_ready()
+    wait_until(lambda: owned_stream_count(a) + owned_stream_count(b) == 1, 20, "one replica owning the stream")
+    return (a, b) if owned_stream_count(a) == 1 else (b, a)
+
+
 def readyz(worker: WorkerProcess) -> dict[str, Any]:
     try:
         _, body = worker.get("/readyz")

@@ -16,6 +16,7 @@ from tests.scaleout.replicas import (
     duplicates,
     out_of_order,
     owned_stream_count,
+    owner_and_standby,
     readyz,
     start_replica,
     ticks_by_symbol,
@@ -36,12 +37,7 @@ def test_kill_9_of_the_all_market_owner_gap_is_under_15_s_and_covered_by_snapsho
     session timeout left at librdkafka's 45 s default (gap ~47 s), and a takeover without a REST snapshot
     (the first record after the gap would come from the stream, not from ``rest_snapshot``)."""
     sim = sim_factory(symbols=SYMBOLS, interval=INTERVAL_S, seed=5)
-    a = start_replica(worker_factory, sim, unique_prefix, "!miniTicker@arr")
-    b = start_replica(worker_factory, sim, unique_prefix, "!miniTicker@arr")
-    a.wait_ready()
-    b.wait_ready()
-    wait_until(lambda: owned_stream_count(a) + owned_stream_count(b) == 1, 20, "one replica owning the stream")
-    owner, survivor = (a, b) if owned_stream_count(a) == 1 else (b, a)
+    owner, survivor = owner_and_standby(worker_factory, sim, unique_prefix, "!miniTicker@arr")
     time.sleep(3 * INTERVAL_S)
     owner.stop(signal.SIGKILL)
     taken_after = wait_until(lambda: owned_stream_count(survivor) == 1, 30, "the survivor taking the stream")
@@ -115,12 +111,7 @@ def test_handover_note_keeps_the_snapshot_from_repeating_the_last_tick(sim_facto
     and ``handover_overlap_total`` stays 0)."""
     interval = 5.0
     sim = sim_factory(symbols=SYMBOLS, interval=interval, seed=7)
-    a = start_replica(worker_factory, sim, unique_prefix, "!miniTicker@arr")
-    b = start_replica(worker_factory, sim, unique_prefix, "!miniTicker@arr")
-    a.wait_ready()
-    b.wait_ready()
-    wait_until(lambda: owned_stream_count(a) + owned_stream_count(b) == 1, 20, "one replica owning the stream")
-    owner, other = (a, b) if owned_stream_count(a) == 1 else (b, a)
+    owner, other = owner_and_standby(worker_factory, sim, unique_prefix, "!miniTicker@arr")
     pushes = sim.stats()["frames_sent"]
     wait_until(lambda: sim.stats()["frames_sent"] > pushes, 2 * interval, "a push")
     time.sleep(0.3)  # the push is produced
