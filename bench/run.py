@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stack-dir", type=Path, default=STACK_DIR, help="state dir of the local stack it starts")
     p.add_argument("--e2e-window", type=float, default=30.0, help="seconds measured per end-to-end contender")
     p.add_argument("--lag-window", type=float, default=60.0, help="seconds measured at nominal load")
-    p.add_argument("--sim-flags", default="--symbols 2000 --interval 0.02 --rate 60000",
+    p.add_argument("--sim-flags", default="--symbols 2000 --interval 0.02 --rate 90000",
                    help="simulator flags of the end-to-end runs (both contenders get the same)")
     return p.parse_args(argv)
 
