@@ -68,6 +68,43 @@ def ratios(run: Run) -> list[tuple[str, str, str, str]]:
     ]
 
 
+BEFORE = {  # the full run of commit 154e06f (docs/performance.md before the msgspec fast path), same command
+    "hot path on_frame+ack (records/s)": 95_894, "raw producer limit (records/s)": 611_338,
+    "hot path / raw producer limit": 0.16, "hot path main-thread CPU (µs/record)": 9.72,
+    "end to end: worker (records/s)": 73_475, "end to end: naive (records/s)": 51_160,
+    "end to end: worker / naive": 1.44, "end to end: worker CPU s per million records": 13.4,
+    "nominal load: consumer event->fetched p50 / p99 (ms)": "98 / 145",
+    "nominal load: worker histogram p99 (ms)": 241, "nominal load: worker CPU (% of one core)": 6.2,
+    "nominal load: worker peak RSS (MB)": 99,
+}
+
+
+def before_after(run: Run) -> str:
+    """Markdown rows: the previous full run's figures next to this run's."""
+    worker, naive = run.e2e[0], run.e2e[1]
+    lag = run.lag
+    now = {
+        "hot path on_frame+ack (records/s)": run.hot.pipeline_rps, "raw producer limit (records/s)": run.hot.raw_rps,
+        "hot path / raw producer limit": run.hot.pipeline_rps / run.hot.raw_rps,
+        "hot path main-thread CPU (µs/record)": run.hot.pipeline_cpu_us,
+        "end to end: worker (records/s)": worker.records_per_s, "end to end: naive (records/s)": naive.records_per_s,
+        "end to end: worker / naive": worker.records_per_s / max(naive.records_per_s, 1e-9),
+        "end to end: worker CPU s per million records": worker.cpu_s_per_million,
+        "nominal load: consumer event->fetched p50 / p99 (ms)":
+            f"{lag.consumer_p50_ms:.0f} / {lag.consumer_p99_ms:.0f}",
+        "nominal load: worker histogram p99 (ms)": lag.worker_p99_ms,
+        "nominal load: worker CPU (% of one core)": lag.cpu_percent,
+        "nominal load: worker peak RSS (MB)": lag.peak_rss_mb,
+    }
+
+    def fmt(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        assert isinstance(value, int | float)
+        return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    return "\n".join(f"| {name} | {fmt(BEFORE[name])} | {fmt(now[name])} |" for name in BEFORE)
+
+
 def ratio_table(run: Run) -> str:
     rows = ratios(run)
     width = max(len(r[0]) for r in rows)
@@ -89,7 +126,7 @@ def machine() -> list[str]:
     import confluent_kafka
 
     from ingest.devstack.jars import APICURIO_VERSION, KAFKA_VERSION
-    versions = ", ".join(f"{name} {md.version(name)}" for name in ("fastavro", "orjson", "websockets",
+    versions = ", ".join(f"{name} {md.version(name)}" for name in ("msgspec", "fastavro", "orjson", "websockets",
                                                                    "prometheus-client"))
     return [f"- machine: {cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.0f} GiB RAM, "
             f"{platform.system()} {platform.release()}",
@@ -143,7 +180,8 @@ def document(run: Run) -> str:
                            load_before=f"{lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}",
                            load_after=f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", ratio_rows=rows,
                            hot=hot_table(run.hot), e2e=e2e_table(run.e2e), lag=lag_table(run.lag),
-                           sim_flags=run.sim_flags, peers=peers,
+                           sim_flags=run.sim_flags, peers=peers, before_after=before_after(run),
+                           arrival_p99=run.lag.arrival_p99_ms,
                            hot_low=min(run.hot.spread.get("on_frame+ack records/s", [run.hot.pipeline_rps])),
                            hot_high=run.hot.pipeline_rps, raw_rps=run.hot.raw_rps,
                            cpu_us=run.hot.pipeline_cpu_us,
