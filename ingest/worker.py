@@ -46,9 +46,6 @@ log = logging.getLogger("ingest.worker")
 # to the measured event lag), rarely when nothing is (an idle worker should cost nothing).
 POLL_BUSY_S = 0.005
 POLL_IDLE_S = 0.05
-SNAPSHOT_REUSE_S = 3.0
-"""A stream snapshotted this recently is not snapshotted again: a gained shard's snapshot also serves the
-connection that opens for it a moment later, and connections that reconnect together share one snapshot."""
 RELEASE_ACK_WAIT_S = 5.0
 """A revoked shard's records in flight get this long to be acknowledged before its new owner may start."""
 
@@ -87,7 +84,6 @@ class Worker:
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
-        self._snapshot_at: dict[str, float] = {}  # stream -> loop time of its last snapshot
         self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
 
     # ----- readiness -----
@@ -318,7 +314,9 @@ class Worker:
 
     # ----- REST: exchangeInfo and snapshots -----
     async def _on_connected(self, connection_id: str) -> None:
-        """After every (re)connect: restore state with a ticker/24hr snapshot."""
+        """After every (re)connect: restore state with a ticker/24hr snapshot. Also after the first connect of
+        a gained shard, a moment after its gain snapshot: one more request's weight, and the dedupe drops what
+        is not newer. Skipping it would need telling a first connect from a reconnect, which must restore."""
         if not self.settings.snapshot_on_connect or self.source is None:
             return
         await self._snapshot(self.source.streams, f"connection {connection_id}")
@@ -327,13 +325,8 @@ class Worker:
         """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array).
         ``seeds`` are a previous owner's last event times: entries not newer are counted as handover overlap
         (the dedupe, seeded with them, does not produce them)."""
-        loop_time = asyncio.get_running_loop().time()
-        streams = [name for name in streams if loop_time - self._snapshot_at.get(name, -SNAPSHOT_REUSE_S)
-                   >= SNAPSHOT_REUSE_S]
         if self.pipeline is None or not streams:
             return
-        for name in streams:
-            self._snapshot_at[name] = loop_time
         all_market = any(name in stream_names.ALL_MARKET for name in streams)
         symbols = sorted({name.partition("@")[0].upper() for name in streams if name not in stream_names.ALL_MARKET})
         kinds = {stream_names.kind(name) for name in streams}
@@ -341,8 +334,6 @@ class Worker:
             entries = await self.rest.ticker_24hr(None if all_market else symbols)
         except Exception as exc:  # a failed snapshot must not take the stream down
             log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
-            for name in streams:
-                self._snapshot_at.pop(name, None)
             return
         if seeds:
             overlap = sum(1 for kind in kinds for entry in entries if isinstance(entry, dict)
