@@ -105,10 +105,10 @@ class KafkaSink:
                     # librdkafka cannot remove single queued messages; purging the not-yet-sent queue
                     # drops the oldest records, and each one is counted by its delivery report.
                     self._producer.purge(in_queue=True, in_flight=False, blocking=False)
-                    self._producer.poll(0)
+                    self.poll()  # not the bare producer's: acks noted by the callbacks are counted right away
                     continue
                 # block: the source waits; the event loop stays free for pings and the metrics server.
-                self._producer.poll(0)
+                self.poll()
                 await asyncio.sleep(0.05)
 
     async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
@@ -160,22 +160,27 @@ class KafkaSink:
 
     def _record_observations(self) -> None:
         """Add what the delivery reports noted since the last call to the Prometheus metrics."""
+        # Only the first n entries are taken and deleted (in place: the callbacks hold these lists), so a report
+        # appended meanwhile by a callback on another thread (``flush`` runs in one at shutdown) is kept.
         now = time.time()
         for topic, stamps in self._stamps_by_topic.items():
-            if not stamps:
-                continue
-            observations = self._acked_by_topic[topic]
             acked = len(stamps)
+            if not acked:
+                continue
+            taken = stamps[:acked]
+            del stamps[:acked]
+            observations = self._acked_by_topic[topic]
             observations.count += acked
-            observations.values += [lag if lag > 0.0 else 0.0 for lag in [now - ts / 1000.0 for ts in stamps if ts > 0]]
-            stamps.clear()  # in place: the topic's callback holds this list
+            observations.values += [lag if lag > 0.0 else 0.0 for lag in [now - ts / 1000.0 for ts in taken if ts > 0]]
             self.acked += acked
             self.in_flight -= acked
             self.broker_up = True
             observations.record()
-        if self._latencies:
-            self._produce_latency.values += [latency for latency in self._latencies if latency is not None]
-            self._latencies.clear()
+        latencies = self._latencies
+        if latencies:
+            taken_latencies = latencies[:len(latencies)]
+            del latencies[:len(taken_latencies)]
+            self._produce_latency.values += [latency for latency in taken_latencies if latency is not None]
         self._produce_latency.record()
         metrics.PRODUCER_QUEUE.set(self.in_flight)
 
