@@ -37,7 +37,9 @@ def test_sigterm_flushes_everything_read_and_exits_zero(sim_factory, worker_fact
                                                         unique_prefix):
     """Catches: a shutdown that does not flush (the records lingering in the producer would be missing from
     Kafka), a worker that keeps reading after SIGTERM, and a non-zero exit."""
-    sim, worker = start(sim_factory, worker_factory, unique_prefix, 1500, "--shutdown-grace-s", "8")
+    # linger 5 s > the 3 s of streaming before SIGTERM: no batch of tickers can have left yet, so records are
+    # certainly waiting (with 1.5 s, about one run in eight hit the instant after a batch was acknowledged).
+    sim, worker = start(sim_factory, worker_factory, unique_prefix, 5000, "--shutdown-grace-s", "8")
     time.sleep(3.0)
     before = accounting.scrape(worker)
     queued = before.get("producer_queue_messages")
