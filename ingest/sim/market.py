@@ -26,6 +26,17 @@ TICKER_TEMPLATE = (
     '{"e":"24hrTicker","E":%d,"s":"%s","p":"%s","P":"%s","w":"%s","x":"%s","c":"%s","Q":"%s","b":"%s",'
     '"B":"%s","a":"%s","A":"%s","o":"%s","h":"%s","l":"%s","v":"%s","q":"%s","O":%d,"C":%d,"F":%d,"L":%d,"n":%d}'
 )
+# The same templates cut around the fields that depend on the event time (E, and a ticker's O = E - 24 h and
+# C = E), so a tick's values can be rendered first and E stamped after (``array_json``): E is then the time the
+# event is complete and about to be sent, as on Binance, not the time before ~15 ms of string formatting.
+MINI_HEAD = '{"e":"24hrMiniTicker","E":%d,'
+MINI_BODY = '"s":"%s","c":"%s","o":"%s","h":"%s","l":"%s","v":"%s","q":"%s"}'
+TICKER_HEAD = '{"e":"24hrTicker","E":%d,'
+TICKER_BODY = ('"s":"%s","p":"%s","P":"%s","w":"%s","x":"%s","c":"%s","Q":"%s","b":"%s",'
+               '"B":"%s","a":"%s","A":"%s","o":"%s","h":"%s","l":"%s","v":"%s","q":"%s",')
+TICKER_TIMES = '"O":%d,"C":%d,'
+TICKER_TAIL = '"F":%d,"L":%d,"n":%d}'
+
 
 
 def fmt(units: int, precision: int) -> str:
@@ -126,12 +137,17 @@ class SymbolState:
         self.ask = price + tick
         self.B = self.step * (1 + int(rnd() * 1000))
         self.A = self.step * (1 + int(rnd() * 1000))
-        self.E = event_time
+        if event_time:
+            self.E = event_time
 
     def mini_json(self) -> str:
+        return MINI_HEAD % self.E + self.mini_body()
+
+    def mini_body(self) -> str:
+        """The mini ticker's JSON after its event time (``MINI_HEAD`` % E + this = ``mini_json``)."""
         pp = self.pp
-        return MINI_TEMPLATE % (
-            self.E, self.name, fmt(self.last, pp), fmt(self.open, pp), fmt(self.high, pp), fmt(self.low, pp),
+        return MINI_BODY % (
+            self.name, fmt(self.last, pp), fmt(self.open, pp), fmt(self.high, pp), fmt(self.low, pp),
             fmt(self.vol, self.bp), fmt(self.qvol, self.qp),
         )
 
@@ -141,15 +157,19 @@ class SymbolState:
         return self.qvol * self.quote_div // self.vol
 
     def ticker_json(self) -> str:
+        body, tail = self.ticker_body()
+        return TICKER_HEAD % self.E + body + TICKER_TIMES % (self.E - DAY_MS, self.E) + tail
+
+    def ticker_body(self) -> tuple[str, str]:
+        """The ticker's JSON without its event-time fields: (the part after E, the part after O and C)."""
         pp, bp = self.pp, self.bp
         change = self.last - self.open
-        return TICKER_TEMPLATE % (
-            self.E, self.name, fmt(change, pp), percent(change, self.open), fmt(self.weighted_avg(), pp),
+        return TICKER_BODY % (
+            self.name, fmt(change, pp), percent(change, self.open), fmt(self.weighted_avg(), pp),
             fmt(self.prev_close, pp), fmt(self.last, pp), fmt(self.last_qty, bp), fmt(self.bid, pp),
             fmt(self.B, bp), fmt(self.ask, pp), fmt(self.A, bp), fmt(self.open, pp), fmt(self.high, pp),
-            fmt(self.low, pp), fmt(self.vol, bp), fmt(self.qvol, self.qp), self.E - DAY_MS, self.E,
-            self.first_id, self.last_id, self.last_id - self.first_id + 1,
-        )
+            fmt(self.low, pp), fmt(self.vol, bp), fmt(self.qvol, self.qp),
+        ), TICKER_TAIL % (self.first_id, self.last_id, self.last_id - self.first_id + 1)
 
     def rest_24hr(self, now_ms: int) -> dict[str, Any]:
         """The REST ticker/24hr object: the same values as the last streamed ticker, REST field names."""
@@ -169,6 +189,22 @@ class SymbolState:
 
     def rest_price(self) -> dict[str, str]:
         return {"symbol": self.name, "price": fmt(self.last, self.pp)}
+
+
+def render_bodies(kind: str, states: list[SymbolState]) -> list:
+    """Each state's JSON without its event-time fields, for ``render_array`` once E is stamped."""
+    if kind == "ticker":
+        return [s.ticker_body() for s in states]
+    return [s.mini_body() for s in states]
+
+
+def render_array(kind: str, bodies: list, event_time: int) -> list[str]:
+    """Each ticker's full JSON from ``render_bodies`` and the tick's event time (one E for all of them)."""
+    if kind == "ticker":
+        head, times = TICKER_HEAD % event_time, TICKER_TIMES % (event_time - DAY_MS, event_time)
+        return [head + body + times + tail for body, tail in bodies]
+    head = MINI_HEAD % event_time
+    return [head + body for body in bodies]
 
 
 def load_seed_prices(path: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -208,14 +244,24 @@ class Market:
         self.last_event_time = now
         return now
 
-    def tick(self, count: int) -> list[SymbolState]:
-        """Advance ``count`` distinct TRADING symbols (all of them when count >= their number)."""
+    def tick(self, count: int, stamp: bool = True) -> list[SymbolState]:
+        """Advance ``count`` distinct TRADING symbols (all of them when count >= their number).
+
+        ``stamp=False`` leaves their event time for ``stamp`` (the server stamps after rendering); one event
+        time per tick either way, so E never runs ahead of the wall clock at 1 ms intervals."""
         trading = self.trading
         if count <= 0 or not trading:
             return []
         chosen = trading if count >= len(trading) else self.rng.sample(trading, count)
-        event_time = self.next_event_time()
+        event_time = self.next_event_time() if stamp else 0
         rnd = self.rng.random
         for state in chosen:
             state.advance(rnd, event_time)
         return chosen
+
+    def stamp(self, states: list[SymbolState]) -> int:
+        """Give ``states`` a new (later) event time: the server stamps a tick again once it is rendered."""
+        event_time = self.next_event_time()
+        for state in states:
+            state.E = event_time
+        return event_time

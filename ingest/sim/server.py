@@ -30,7 +30,7 @@ from ingest.sim.connection import Outgoing, SimConnection
 from ingest.sim.control import Control
 from ingest.sim.faults import FaultError
 from ingest.sim.ledger import SentLog, Stats
-from ingest.sim.market import DAY_MS, Market, SymbolState, load_seed_prices
+from ingest.sim.market import DAY_MS, Market, SymbolState, load_seed_prices, render_array, render_bodies
 from ingest.sim.rest import RestApi, json_response
 from ingest.sim.settings import SimConfig
 from ingest.sim.universe import Universe
@@ -39,8 +39,7 @@ MAX_URL_BYTES = 64 * 1024
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 FALLBACK_MINI = ('{"e":"24hrMiniTicker","E":%d,"s":"BTCUSDT","c":"43250.50000000","o":"43100.00000000",'
                  '"h":"43500.00000000","l":"42800.00000000","v":"15234.56000000","q":"658923456.78000000"}')
-ARRAY_STREAMS = (("!miniTicker@arr", "miniticker", SymbolState.mini_json),
-                 ("!ticker@arr", "ticker", SymbolState.ticker_json))
+ARRAY_STREAMS = (("!miniTicker@arr", "miniticker"), ("!ticker@arr", "ticker"))
 SYMBOL_STREAMS = (("@miniTicker", "miniticker", SymbolState.mini_json), ("@ticker", "ticker", SymbolState.ticker_json))
 
 
@@ -248,15 +247,21 @@ class Simulator:
                 conn.enqueue(raw_item)
 
     def publish(self, changed: list[SymbolState]) -> None:
-        """Array frames with every changed symbol, and one frame per changed symbol for symbol streams."""
+        """Array frames with every changed symbol, and one frame per changed symbol for symbol streams.
+
+        The values are rendered first and E stamped after (``Market.stamp``), right before the frames are
+        queued: E is when the event is complete and about to be sent, as on Binance. Stamping E before
+        rendering (about 15 ms for 3,000 tickers) counted the simulator's string formatting as lag."""
+        assert self.market is not None
         subs = self.subscribers
         log = self.sent_log.enabled
-        for stream, kind, render in ARRAY_STREAMS:
-            conns = subs.get(stream)
-            if conns:
-                datas = [render(s) for s in changed]
-                entries = [(s.name, s.E, d) for s, d in zip(changed, datas, strict=True)] if log else None
-                self.deliver(conns, stream, kind, "[" + ",".join(datas) + "]", len(datas), entries)
+        arrays = [(stream, kind, conns, render_bodies(kind, changed))
+                  for stream, kind in ARRAY_STREAMS if (conns := subs.get(stream))]
+        event_time = self.market.stamp(changed)
+        for stream, kind, conns, bodies in arrays:
+            datas = render_array(kind, bodies, event_time)
+            entries = [(s.name, event_time, d) for s, d in zip(changed, datas, strict=True)] if log else None
+            self.deliver(conns, stream, kind, "[" + ",".join(datas) + "]", len(datas), entries)
         if any(not name.startswith("!") for name in subs):
             for state in changed:
                 for suffix, kind, render in SYMBOL_STREAMS:
@@ -290,7 +295,7 @@ class Simulator:
                 count = int(carry)
                 carry = carry - count if count <= trading else 0.0
             last = now
-            changed = self.market.tick(count)
+            changed = self.market.tick(count, stamp=False)
             if changed:
                 self.stats.generated_ticks += 1
                 self.stats.generated_tickers += len(changed)

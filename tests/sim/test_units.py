@@ -5,13 +5,23 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import time
 from decimal import Decimal
 
 import pytest
 
 from ingest.sim import replay
 from ingest.sim.faults import FaultError, malformed_payload, parse_cli_fault
-from ingest.sim.market import Market, SymbolState, fmt, load_seed_prices, percent
+from ingest.sim.market import (
+    DAY_MS,
+    Market,
+    SymbolState,
+    fmt,
+    load_seed_prices,
+    percent,
+    render_array,
+    render_bodies,
+)
 from ingest.sim.rest import WeightLimiter
 from ingest.sim.universe import Universe
 from tests.sim_fixture import CAPTURES, EXCHANGE_INFO_EXCERPT
@@ -44,6 +54,24 @@ def test_random_walk_respects_tick_and_precision() -> None:
         for key in ("c", "o", "h", "l", "b", "a"):
             assert Decimal(ticker[key]) % tick == 0 and Decimal(ticker[key]) > 0
             assert len(ticker[key].split(".")[1]) == spec.price_precision
+
+
+def test_stamped_after_rendering_is_the_same_json_with_a_later_event_time() -> None:
+    market = Market(Universe.load(EXCHANGE_INFO_EXCERPT), seed=3)
+    changed = market.tick(100, stamp=False)
+    assert changed and all(state.E == 0 for state in changed)  # not stamped yet
+    bodies = {kind: render_bodies(kind, changed) for kind in ("ticker", "miniticker")}
+    before_ms = int(time.time() * 1000)
+    event_time = market.stamp(changed)
+    assert event_time >= before_ms and all(event_time == state.E for state in changed)
+    assert render_array("ticker", bodies["ticker"], event_time) == [s.ticker_json() for s in changed]
+    assert render_array("miniticker", bodies["miniticker"], event_time) == [s.mini_json() for s in changed]
+    ticker = json.loads(changed[0].ticker_json())
+    assert list(ticker) == list("eEspPwxcQbBaAohlvqOCFLn")  # Binance's field order
+    assert (ticker["E"], ticker["C"], ticker["O"]) == (event_time, event_time, event_time - DAY_MS)
+    assert list(json.loads(changed[0].mini_json())) == list("eEscohlvq")
+    # the next tick's event time is later: stamping does not reuse or run ahead
+    assert market.stamp(market.tick(5, stamp=False)) > event_time
 
 
 def test_non_trading_symbols_never_tick() -> None:
