@@ -68,14 +68,17 @@ def ratios(run: Run) -> list[tuple[str, str, str, str]]:
     ]
 
 
-BEFORE = {  # the full run of commit 154e06f (docs/performance.md before the msgspec fast path), same command
-    "hot path on_frame+ack (records/s)": 95_894, "raw producer limit (records/s)": 611_338,
-    "hot path / raw producer limit": 0.16, "hot path main-thread CPU (µs/record)": 9.72,
-    "end to end: worker (records/s)": 73_475, "end to end: naive (records/s)": 51_160,
-    "end to end: worker / naive": 1.44, "end to end: worker CPU s per million records": 13.4,
-    "nominal load: consumer event->fetched p50 / p99 (ms)": "98 / 145",
-    "nominal load: worker histogram p99 (ms)": 241, "nominal load: worker CPU (% of one core)": 6.2,
-    "nominal load: worker peak RSS (MB)": 99,
+BEFORE = {  # the full run of commit ad66374 (docs/performance.md before the late-E simulator), same command
+    "hot path on_frame+ack (records/s)": 146_682, "raw producer limit (records/s)": 563_798,
+    "hot path / raw producer limit": 0.26, "hot path main-thread CPU (µs/record)": 5.81,
+    "end to end: worker (records/s)": 109_872, "end to end: naive (records/s)": 47_878,
+    "end to end: worker / naive": 2.29, "end to end: worker CPU s per million records": 8.61,
+    "nominal load: consumer event->fetched p50 / p99 (ms)": "61 / 108",
+    "nominal load: of which event->frame read (simulator) p50 / p99 (ms)": "24 / 45",
+    "nominal load: of which frame read->fetched (worker, broker, fetch) p50 / p99 (ms)": "37 / 82",
+    "nominal load: worker histogram p50 / p99 (ms)": "75 / 160 (buckets 50, 100, 250)",
+    "nominal load: worker CPU (% of one core)": 4.13,
+    "nominal load: worker peak RSS (MB)": 96.4,
 }
 
 
@@ -92,7 +95,11 @@ def before_after(run: Run) -> str:
         "end to end: worker CPU s per million records": worker.cpu_s_per_million,
         "nominal load: consumer event->fetched p50 / p99 (ms)":
             f"{lag.consumer_p50_ms:.0f} / {lag.consumer_p99_ms:.0f}",
-        "nominal load: worker histogram p99 (ms)": lag.worker_p99_ms,
+        "nominal load: of which event->frame read (simulator) p50 / p99 (ms)":
+            f"{lag.arrival_p50_ms:.0f} / {lag.arrival_p99_ms:.0f}",
+        "nominal load: of which frame read->fetched (worker, broker, fetch) p50 / p99 (ms)":
+            f"{lag.read_p50_ms:.0f} / {lag.read_p99_ms:.0f}",
+        "nominal load: worker histogram p50 / p99 (ms)": f"{lag.worker_p50_ms:.0f} / {lag.worker_p99_ms:.0f}",
         "nominal load: worker CPU (% of one core)": lag.cpu_percent,
         "nominal load: worker peak RSS (MB)": lag.peak_rss_mb,
     }
@@ -181,7 +188,8 @@ def document(run: Run) -> str:
                            load_after=f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", ratio_rows=rows,
                            hot=hot_table(run.hot), e2e=e2e_table(run.e2e), lag=lag_table(run.lag),
                            sim_flags=run.sim_flags, peers=peers, before_after=before_after(run),
-                           arrival_p99=run.lag.arrival_p99_ms,
+                           arrival_p50=run.lag.arrival_p50_ms, arrival_p99=run.lag.arrival_p99_ms,
+                           read_p50=run.lag.read_p50_ms, read_p99=run.lag.read_p99_ms,
                            hot_low=min(run.hot.spread.get("on_frame+ack records/s", [run.hot.pipeline_rps])),
                            hot_high=run.hot.pipeline_rps, raw_rps=run.hot.raw_rps,
                            cpu_us=run.hot.pipeline_cpu_us,
