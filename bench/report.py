@@ -183,6 +183,7 @@ def document(run: Run) -> str:
     rows = "\n".join(f"| {m} | {v} | {g} | {ok} |" for m, v, g, ok in ratios(run))
     peers = "\n".join(f"- **{p.name}**: {'ran' if p.ran else 'not run'}: {p.reason}" for p in run.peers)
     lb, la = run.load_before, run.load_after
+    lags = run.lag.consumer_lags_ms
     return TEMPLATE.format(command=run.command, machine="\n".join(machine()), seconds=run.seconds,
                            load_before=f"{lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}",
                            load_after=f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", ratio_rows=rows,
@@ -190,6 +191,7 @@ def document(run: Run) -> str:
                            sim_flags=run.sim_flags, peers=peers, before_after=before_after(run),
                            arrival_p50=run.lag.arrival_p50_ms, arrival_p99=run.lag.arrival_p99_ms,
                            read_p50=run.lag.read_p50_ms, read_p99=run.lag.read_p99_ms,
+                           under_goal=100 * sum(x < 50 for x in lags) / max(len(lags), 1),
                            hot_low=min(run.hot.spread.get("on_frame+ack records/s", [run.hot.pipeline_rps])),
                            hot_high=run.hot.pipeline_rps, raw_rps=run.hot.raw_rps,
                            cpu_us=run.hot.pipeline_cpu_us,
