@@ -61,7 +61,7 @@ OnChange = Callable[[frozenset[int], frozenset[int]], Awaitable[None]]
 def shard_of(stream: str, shards: int) -> int:
     """The shard that owns a stream (as ``streams.normalize`` spells it): all-market arrays by their name,
     per-symbol streams by their symbol, so a symbol's ticker and mini ticker always share a shard."""
-    unit = stream if stream in stream_names.ALL_MARKET else stream.partition("@")[0].upper()
+    unit = stream if stream in stream_names.ALL_MARKET else stream_names.symbol(stream)
     return zlib.crc32(unit.encode()) % shards
 
 
@@ -224,9 +224,9 @@ class ShardCoordinator:
         return notes
 
     def close_clients(self) -> None:
-        for client in (self._note_reader,):
-            if client is not None:
-                client.close()
+        """Close the handover-note clients at shutdown (after ``leave``, whose revoke may still write notes)."""
+        if self._note_reader is not None:
+            self._note_reader.close()
         if self._note_producer is not None:
             self._note_producer.flush(NOTE_IO_TIMEOUT_S)
 

@@ -80,7 +80,6 @@ class Worker:
         self.rest = RestClient(settings)
         self.stop_event = asyncio.Event()
         self.metrics_port = 0
-        self.kinds: set[str] = set()
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
@@ -161,8 +160,7 @@ class Worker:
             metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
         exchange_info = await self.rest.exchange_info()
-        self.all_streams = stream_names.expand(s.streams, exchange_info, s.quote_assets)
-        self.kinds = {stream_names.kind(name) for name in self.all_streams}
+        self._set_all_streams(stream_names.expand(s.streams, exchange_info, s.quote_assets))
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
@@ -210,11 +208,16 @@ class Worker:
             await asyncio.sleep(POLL_BUSY_S if self.sink.in_flight else POLL_IDLE_S)
 
     # ----- coordination -----
+    def _set_all_streams(self, streams: list[str]) -> None:
+        """Every stream the settings ask for (patterns expanded), and the frame gate's map of their shards."""
+        self.all_streams = streams
+        if self.coordinator is not None:
+            self._stream_shards = {name.lower(): shard_of(name, self.coordinator.shards) for name in streams}
+
     def _my_streams(self) -> list[str]:
         """The streams this replica should hold: all of them, or the part its shards own."""
         if self.coordinator is None:
             return list(self.all_streams)
-        self._stream_shards = {name.lower(): shard_of(name, self.coordinator.shards) for name in self.all_streams}
         return owned_streams(self.all_streams, self.coordinator.owned, self.coordinator.shards)
 
     async def _on_owned_frame(self, frame: bytes | str, meta: FrameMeta) -> None:
@@ -240,7 +243,7 @@ class Worker:
             log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked, "notes": written})
         wanted = self._my_streams()
         if gained:
-            new = [name for name in wanted if shard_of(name, self.coordinator.shards) in gained]
+            new = owned_streams(wanted, gained, self.coordinator.shards)
             seeds = self._apply_notes(await self._read_notes(gained)) if new else {}
             if new and self.settings.snapshot_on_connect:
                 await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
@@ -282,7 +285,7 @@ class Worker:
             note = notes.setdefault(shard, {}).setdefault(kind, {})
             if name in stream_names.ALL_MARKET:
                 note.update(last[kind])
-            elif (symbol := name.partition("@")[0].upper()) in last[kind]:
+            elif (symbol := stream_names.symbol(name)) in last[kind]:
                 note[symbol] = last[kind][symbol]
         return {shard: note for shard, note in notes.items() if any(note.values())}
 
@@ -328,7 +331,7 @@ class Worker:
         if self.pipeline is None or not streams:
             return
         all_market = any(name in stream_names.ALL_MARKET for name in streams)
-        symbols = sorted({name.partition("@")[0].upper() for name in streams if name not in stream_names.ALL_MARKET})
+        symbols = sorted({stream_names.symbol(name) for name in streams if name not in stream_names.ALL_MARKET})
         kinds = {stream_names.kind(name) for name in streams}
         try:
             entries = await self.rest.ticker_24hr(None if all_market else symbols)
@@ -365,5 +368,5 @@ class Worker:
             log.info("symbol delisted", extra={"symbol": name})
         if self.source is not None and (changes.listed or changes.delisted) and any(
                 stream_names.is_pattern(p) for p in self.settings.streams):
-            self.all_streams = stream_names.expand(self.settings.streams, info, self.settings.quote_assets)
+            self._set_all_streams(stream_names.expand(self.settings.streams, info, self.settings.quote_assets))
             await self.source.set_streams(self._my_streams())

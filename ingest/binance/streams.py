@@ -83,6 +83,12 @@ def kind(stream: str) -> str:
         raise ValueError(f"not a ticker stream: {stream!r}") from None
 
 
+def symbol(stream: str) -> str:
+    """The upper-case symbol of a per-symbol stream (``btcusdt@ticker`` -> ``BTCUSDT``), as REST and records
+    spell it."""
+    return stream.partition("@")[0].upper()
+
+
 def push_interval_s(stream: str) -> float:
     """How often Binance pushes on this stream (seconds)."""
     return PUSH_INTERVAL_S[kind(stream)]
