@@ -56,9 +56,13 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("streams", ["!miniTicker@arr"], "Comma list of streams: '!miniTicker@arr', '!ticker@arr', "
-           "'<symbol>@miniTicker', '<symbol>@ticker', or a pattern '@ticker' / '@miniTicker' meaning every "
-           "TRADING symbol (narrowed by --quote-assets).", _csv),
+    Option("streams", ["!miniTicker@arr"], "Comma list of streams: '!miniTicker@arr', '<symbol>@miniTicker', "
+           "'<symbol>@ticker', or a pattern '@ticker' / '@miniTicker' meaning every TRADING symbol (narrowed by "
+           "--quote-assets). '!ticker@arr' (retired by Binance on 2026-03-26) is served as '@ticker' over every "
+           "TRADING symbol unless --literal-ticker-arr.", _csv),
+    Option("literal_ticker_arr", False, "Subscribe '!ticker@arr' as it is instead of serving it per symbol: only "
+           "for an exchange or a replay that still sends it (Binance accepts it but sends nothing since "
+           "2026-03-26).", _bool),
     Option("quote_assets", [], "Comma list of quote assets (e.g. USDT) that narrow '@ticker'/'@miniTicker' "
            "patterns; empty means all.", _csv),
     Option("ws_url", "wss://stream.binance.com:9443", "Base URL of Binance's WebSocket market streams."),
@@ -121,6 +125,7 @@ class Settings:
 
     streams: list[str] = field(default_factory=lambda: ["!miniTicker@arr"])
     quote_assets: list[str] = field(default_factory=list)
+    literal_ticker_arr: bool = False
     ws_url: str = "wss://stream.binance.com:9443"
     rest_url: str = "https://api.binance.com"
     combined: bool = True

@@ -81,6 +81,9 @@ SYMBOLS_LISTED = Counter(PREFIX + "symbols_listed_total", "Symbols that appeared
                          registry=REGISTRY)
 SYMBOLS_DELISTED = Counter(PREFIX + "symbols_delisted_total", "Symbols that disappeared or stopped TRADING.",
                            registry=REGISTRY)
+SYMBOLS_SKIPPED = Counter(PREFIX + "symbols_skipped_total",
+                          "TRADING symbols a stream pattern would subscribe but whose name cannot be a stream name "
+                          "(counted once per symbol; each is logged as a warning).", registry=REGISTRY)
 
 REST_REQUESTS = Counter(PREFIX + "rest_requests_total", "Binance REST requests by endpoint and HTTP status.",
                         ["endpoint", "status"], registry=REGISTRY)

@@ -84,6 +84,7 @@ class Worker:
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
+        self._skipped: set[str] = set()  # exchangeInfo symbols that cannot be stream names, warned about once
 
     # ----- readiness -----
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -160,7 +161,15 @@ class Worker:
             metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
         exchange_info = await self.rest.exchange_info()
-        self._set_all_streams(stream_names.expand(s.streams, exchange_info, s.quote_assets))
+        self._set_all_streams(self._expand(exchange_info))
+        retired = [name for name in s.streams if name.strip() in stream_names.RETIRED_ALL_MARKET]
+        if retired and not s.literal_ticker_arr:
+            pattern, since = stream_names.RETIRED_ALL_MARKET[retired[0].strip()]
+            log.warning("%s was retired by Binance on %s (it is accepted but never sends): serving it as "
+                        "<symbol>%s for every TRADING symbol; --literal-ticker-arr subscribes it as is",
+                        retired[0].strip(), since, pattern,
+                        extra={"stream": retired[0].strip(), "retired": since,
+                               "streams": sum(1 for n in self.all_streams if n.endswith(pattern))})
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
@@ -212,7 +221,24 @@ class Worker:
         """Every stream the settings ask for (patterns expanded), and the frame gate's map of their shards."""
         self.all_streams = streams
         if self.coordinator is not None:
-            self._stream_shards = {name.lower(): shard_of(name, self.coordinator.shards) for name in streams}
+            self._stream_shards = {stream_names.frame_key(name): shard_of(name, self.coordinator.shards)
+                                   for name in streams}
+
+    def _expand(self, info: dict[str, Any]) -> list[str]:
+        """The concrete streams of the settings for this exchangeInfo. A TRADING symbol whose name cannot be a
+        stream name is skipped, counted and warned about once, never a reason to stop (DESIGN §6: symbols may
+        be non-ASCII since 2025-12, and a future listing may bring characters nobody expects)."""
+        s = self.settings
+        skipped: list[str] = []
+        streams = stream_names.expand(s.streams, info, s.quote_assets, literal_retired=s.literal_ticker_arr,
+                                      skipped=skipped)
+        for symbol in skipped:
+            if symbol not in self._skipped:
+                self._skipped.add(symbol)
+                metrics.SYMBOLS_SKIPPED.inc()
+                log.warning("symbol %r skipped: its name cannot be spelled as a stream name", symbol,
+                            extra={"symbol": symbol})
+        return streams
 
     def _my_streams(self) -> list[str]:
         """The streams this replica should hold: all of them, or the part its shards own."""
@@ -226,7 +252,7 @@ class Worker:
         dead-letters what is broken), so nothing unexpected disappears under this counter."""
         assert self.coordinator is not None and self.pipeline is not None
         name = stream_names.combined_stream_name(frame)
-        shard = self._stream_shards.get(name.lower()) if name is not None else None
+        shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()
             return
@@ -353,7 +379,12 @@ class Worker:
             except Exception as exc:  # keep streaming with the symbols we know
                 log.warning("exchangeInfo refresh failed", extra={"reason": repr(exc)[:200]})
                 continue
-            await self._apply_exchange_info(info)
+            try:
+                await self._apply_exchange_info(info)
+            except ConfigError as exc:  # the new stream set does not fit the connection budget: keep the old one
+                log.error("exchangeInfo refresh not applied", extra={"reason": str(exc)})
+            except Exception:  # whatever a listing brings, the refresh loop and the streams go on
+                log.exception("exchangeInfo refresh not applied")
 
     async def _apply_exchange_info(self, info: dict[str, Any]) -> None:
         """Publish changed symbols; follow listings/delistings for per-symbol stream patterns."""
@@ -366,7 +397,7 @@ class Worker:
             log.info("symbol listed", extra={"symbol": name})
         for name in changes.delisted:
             log.info("symbol delisted", extra={"symbol": name})
-        if self.source is not None and (changes.listed or changes.delisted) and any(
-                stream_names.is_pattern(p) for p in self.settings.streams):
-            self._set_all_streams(stream_names.expand(self.settings.streams, info, self.settings.quote_assets))
+        if self.source is not None and (changes.listed or changes.delisted) and stream_names.needs_exchange_info(
+                self.settings.streams, self.settings.literal_ticker_arr):
+            self._set_all_streams(self._expand(info))
             await self.source.set_streams(self._my_streams())
