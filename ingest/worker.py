@@ -23,6 +23,7 @@ from typing import Any
 
 from ingest import avro, metrics
 from ingest import config as config_mod
+from ingest.binance import snapshot
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
 from ingest.binance.rest import RestClient
@@ -351,25 +352,25 @@ class Worker:
         await self._snapshot(self.source.streams, f"connection {connection_id}")
 
     async def _snapshot(self, streams: list[str], why: str, seeds: dict[str, dict[str, int]] | None = None) -> None:
-        """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array).
+        """Produce the ticker/24hr state of the symbols and kinds these streams carry (all TRADING symbols for an
+        all-market stream).
         ``seeds`` are a previous owner's last event times: entries not newer are counted as handover overlap
         (the dedupe, seeded with them, does not produce them)."""
         if self.pipeline is None or not streams:
             return
-        all_market = any(name in stream_names.ALL_MARKET for name in streams)
-        symbols = sorted({stream_names.symbol(name) for name in streams if name not in stream_names.ALL_MARKET})
-        kinds = {stream_names.kind(name) for name in streams}
-        try:
-            entries = await self.rest.ticker_24hr(None if all_market else symbols)
+        try:  # per kind, only the symbols these streams carry (ingest.binance.snapshot)
+            by_kind, failed = await snapshot.fetch(self.rest, streams)
         except Exception as exc:  # a failed snapshot must not take the stream down
             log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
             return
-        if seeds:
-            overlap = sum(1 for kind in kinds for entry in entries if isinstance(entry, dict)
-                          and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
-            metrics.HANDOVER_OVERLAP.inc(overlap)
-        produced = await self.pipeline.on_snapshot(entries, kinds)
-        log.info("snapshot produced", extra={"why": why, "records": produced})
+        produced = 0
+        for kind, entries in by_kind.items():
+            if seeds:
+                overlap = sum(1 for entry in entries if isinstance(entry, dict)
+                              and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
+                metrics.HANDOVER_OVERLAP.inc(overlap)
+            produced += await self.pipeline.on_snapshot(entries, {kind})
+        log.info("snapshot produced", extra={"why": why, "records": produced, "failed_requests": failed})
 
     async def _refresh_loop(self) -> None:
         while True:

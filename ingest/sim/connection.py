@@ -30,7 +30,7 @@ class Outgoing:
     kind: str = ""  # "miniticker" | "ticker" | "" (not a ticker frame)
     count: int = 0  # tickers in the frame
     entries: list[tuple[str, int, str]] | None = None  # (symbol, E, ticker JSON), only when the sent-log is on
-    fault: str = ""  # "malformed:<kind>" for injected frames
+    fault: str = ""  # "malformed:<kind>" or "server_shutdown" for injected frames
 
 
 class SimConnection:
@@ -54,6 +54,7 @@ class SimConnection:
         self.slow_delay = 0.0
         self.slow_until = 0.0
         self.duplicates_pending = 0
+        self.shutdown_announced: float | None = None
         self.received: collections.deque[float] = collections.deque()
         self.frames_sent = 0
         self.tickers_sent = 0
@@ -137,6 +138,9 @@ class SimConnection:
                 if copy_no:
                     sim.stats.duplicates_sent += 1
                     sim.sent_log.fault("duplicate", self.id, stream=item.stream_json.strip('"'), tickers=item.count)
+                elif item.fault == "server_shutdown":
+                    sim.stats.server_shutdowns_sent += 1
+                    sim.sent_log.fault("server_shutdown", self.id, event=item.payload)
                 elif item.fault:
                     kind = item.fault.split(":", 1)[1]
                     sim.stats.malformed_sent[kind] += 1
@@ -196,6 +200,17 @@ class SimConnection:
         else:
             self.close_tasks.append(asyncio.ensure_future(self.ws.close(code, reason)))
 
+    def server_shutdown(self, grace: float) -> None:
+        """Binance's ``serverShutdown`` event (since 2026-05), then the close ``grace`` seconds later.
+
+        The event goes through the queue like any frame, so it arrives after what was queued before it, and
+        the connection keeps streaming until the close (1001, as at the end of the lifetime)."""
+        event = f'{{"e":"serverShutdown","E":{int(time.time() * 1000)}}}'
+        payload = ('{"stream":"!serverShutdown","data":' + event + "}") if self.combined else event
+        self.shutdown_announced = time.time()
+        self.enqueue(Outgoing(payload, fault="server_shutdown"))
+        asyncio.get_running_loop().call_later(grace, self.close, 1001, "server shutdown")
+
     def silence(self, seconds: float) -> None:
         """No frames, no pings, no pongs: stop reading (so the protocol never answers pings) for a while."""
         self.silent_until = time.monotonic() + seconds
@@ -221,6 +236,7 @@ class SimConnection:
             "id": self.id, "peer": self.peer, "path": self.path, "combined": self.combined,
             "streams": list(self.streams), "opened": self.opened, "age_s": round(time.time() - self.opened, 3),
             "frames_sent": self.frames_sent, "tickers_sent": self.tickers_sent, "queued": len(self.queue),
-            "silent": self.silent, "close_code": self.close_code, "close_reason": self.close_reason,
+            "silent": self.silent, "shutdown_announced": self.shutdown_announced,
+            "close_code": self.close_code, "close_reason": self.close_reason,
             "closed_at": self.closed_at,
         }

@@ -29,6 +29,7 @@ from ingest.sim import replay as replay_mod
 from ingest.sim.connection import Outgoing, SimConnection
 from ingest.sim.control import Control
 from ingest.sim.faults import FaultError
+from ingest.sim.handshake import HandshakeGate
 from ingest.sim.ledger import SentLog, Stats
 from ingest.sim.market import DAY_MS, Market, SymbolState, load_seed_prices, render_array, render_bodies
 from ingest.sim.rest import RestApi, json_response
@@ -81,6 +82,7 @@ class Simulator:
             self.universe = Universe.load(cfg.exchange_info, cfg.symbols)
             self.market = Market(self.universe, cfg.seed, load_seed_prices(cfg.seed_prices))
         self.rest = RestApi(self)
+        self.handshakes = HandshakeGate(cfg.max_connection_attempts, cfg.connection_attempt_window, self.stats)
         self.control = Control(self)
         self.replay_start = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -92,7 +94,8 @@ class Simulator:
         url = urlsplit(request.path)
         if parse_ws_path(request.path) is not None:
             if request.headers.get("Upgrade", "").lower() == "websocket":
-                return None
+                peer = connection.remote_address[0] if connection.remote_address else "?"
+                return self.handshakes.check(peer)
             return json_response(426, {"error": "WebSocket upgrade expected on this path"})
         if url.path.startswith("/_sim/"):
             return self.control.handle(request.method, url.path, url.query)
@@ -136,7 +139,8 @@ class Simulator:
         combined, streams = parsed if parsed else (False, [])
         peer = ws.remote_address[0] if ws.remote_address else "?"
         cfg, stats = self.cfg, self.stats
-        if sum(1 for c in self.connections.values() if c.peer == peer) >= cfg.max_connections_per_ip:
+        if cfg.max_connections_per_ip and \
+                sum(1 for c in self.connections.values() if c.peer == peer) >= cfg.max_connections_per_ip:
             stats.connections_rejected["per_address_limit"] += 1
             stats.closes["1008"] += 1
             await ws.close(1008, "too many connections from this address")

@@ -34,7 +34,9 @@ class SimConfig:
     ping_interval: float = 20.0
     pong_timeout: float = 60.0
     max_lifetime: float = 24 * 3600.0
-    max_connections_per_ip: int = 5
+    max_connections_per_ip: int = 0  # 0 = off: Binance documents no concurrent limit (our own caution, for tests)
+    max_connection_attempts: int = 300  # per client address per window (Binance, since 2023-02); 0 = off
+    connection_attempt_window: float = 300.0
     max_messages_per_second: int = 5
     max_streams: int = 1024
     rest_weight_limit: int = 1200

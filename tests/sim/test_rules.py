@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 import websockets
 
 from tests.sim.wsclient import ignore_pings, recv_json, recv_until_closed, run
@@ -56,8 +57,8 @@ def test_connection_closed_after_max_lifetime(sim_factory) -> None:
     assert sim.connections()["closed"][-1]["close_reason"] == "maximum connection lifetime reached"
 
 
-def test_sixth_connection_from_one_address_gets_1008(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.5)
+def test_concurrent_connection_rule_when_turned_on_sixth_gets_1008(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.5, max_connections_per_ip=5)
 
     async def scenario() -> None:
         url = sim.ws_url + "/ws/!miniTicker@arr"
@@ -79,6 +80,67 @@ def test_sixth_connection_from_one_address_gets_1008(sim_factory) -> None:
 
     run(scenario())
     assert sim.stats()["connections_rejected"] == {"per_address_limit": 1}
+
+
+def test_no_concurrent_connection_limit_by_default(sim_factory) -> None:
+    """Binance documents no per-IP concurrent limit; the rule is off unless a test asks for it."""
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.5)
+
+    async def scenario() -> None:
+        clients = [await websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") for _ in range(8)]
+        try:
+            for ws in clients:
+                assert isinstance(await recv_json(ws), list)
+        finally:
+            for ws in clients:
+                await ws.close()
+
+    run(scenario())
+    assert sim.stats()["connections_rejected"] == {}
+
+
+def test_connection_attempts_over_the_window_get_http_429(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.5, max_connection_attempts=4,
+                      connection_attempt_window=3)
+
+    async def scenario() -> None:
+        for _ in range(4):  # attempts, not open connections: each one is closed right away
+            async with websockets.connect(sim.ws_url + "/ws"):
+                pass
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(sim.ws_url + "/ws/!miniTicker@arr")
+        response = info.value.response
+        assert response.status_code == 429 and json.loads(response.body)["code"] == -1003
+        assert 1 <= int(response.headers["Retry-After"]) <= 3
+        await asyncio.sleep(3.5)  # every attempt so far, the refused one too, has left the 3 s window
+        async with websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as ws:
+            assert isinstance(await recv_json(ws), list)
+
+    run(scenario())
+    stats = sim.stats()
+    assert stats["handshake_attempts"] == {"total": 6, "127.0.0.1": 6}
+    assert stats["handshakes_refused"] == {"total": 1, "429": 1}
+    assert stats["handshakes_refused_by_reason"] == {"attempt_limit": 1}
+    assert stats["connections_total"] == 5
+
+
+def test_default_attempt_limit_is_binances_300_per_5_minutes(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
+
+    async def scenario() -> int:
+        refused_at = 0
+        for attempt in range(1, 302):
+            try:
+                ws = await websockets.connect(sim.ws_url + "/ws")
+            except websockets.InvalidStatus as exc:
+                assert exc.response.status_code == 429
+                refused_at = attempt
+                break
+            await ws.close()
+        return refused_at
+
+    assert run(scenario(), timeout=120) == 301
+    assert sim.stats()["handshake_attempts"]["127.0.0.1"] == 301
 
 
 def test_more_than_five_messages_per_second_closes_with_1008(sim_factory) -> None:
