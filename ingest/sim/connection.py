@@ -185,6 +185,13 @@ class SimConnection:
             self.received.popleft()
         return len(self.received) <= self.sim.cfg.max_messages_per_second
 
+    def control_frame(self) -> None:
+        """A ping or pong from the client: it counts toward the message limit like a text message."""
+        self.sim.stats.control_frames_received += 1
+        if not self.count_incoming() and self.close_code is None:
+            self.close(1008, f"too many messages: more than {self.sim.cfg.max_messages_per_second} per second "
+                             "(pings and pongs count)")
+
     # -- faults --------------------------------------------------------------------------------------
 
     def close(self, code: int, reason: str = "") -> None:

@@ -23,6 +23,7 @@ import orjson
 from websockets import http11
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from ingest.sim import replay as replay_mod
@@ -42,6 +43,20 @@ FALLBACK_MINI = ('{"e":"24hrMiniTicker","E":%d,"s":"BTCUSDT","c":"43250.50000000
                  '"h":"43500.00000000","l":"42800.00000000","v":"15234.56000000","q":"658923456.78000000"}')
 ARRAY_STREAMS = (("!miniTicker@arr", "miniticker"), ("!ticker@arr", "ticker"))
 SYMBOL_STREAMS = (("@miniTicker", "miniticker", SymbolState.mini_json), ("@ticker", "ticker", SymbolState.ticker_json))
+
+
+class CountingConnection(ServerConnection):
+    """A server connection that tells its SimConnection about every ping and pong frame the client sends.
+
+    Binance counts ping and pong frames toward the 5 incoming messages per second; websockets answers pings
+    inside the protocol, below the message iterator the handler reads, so they are counted here."""
+
+    sim_conn: SimConnection | None = None
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG) and self.sim_conn is not None:
+            self.sim_conn.control_frame()
+        super().process_event(event)
 
 
 def parse_ws_path(path: str) -> tuple[bool, list[str]] | None:
@@ -151,6 +166,8 @@ class Simulator:
             await ws.close(1008, f"too many streams: at most {cfg.max_streams} per connection")
             return
         conn = SimConnection(self, self.next_conn_id, ws, combined, streams)
+        if isinstance(ws, CountingConnection):
+            ws.sim_conn = conn
         self.next_conn_id += 1
         self.connections[conn.id] = conn
         stats.connections_open += 1
@@ -382,7 +399,7 @@ class Simulator:
         # generating it, and a client must not depend on compression being offered.
         async with serve(self.handler, cfg.host, cfg.port, process_request=self.process_request,
                          ping_interval=None, close_timeout=cfg.close_timeout, max_size=cfg.max_frame_bytes,
-                         max_queue=64, compression=None) as server:
+                         max_queue=64, compression=None, create_connection=CountingConnection) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             self.ws_url, self.http_url = f"ws://{cfg.host}:{port}", f"http://{cfg.host}:{port}"
             if on_ready:

@@ -173,6 +173,40 @@ def test_five_messages_per_second_are_fine(sim_factory) -> None:
     assert len(run(scenario())) == 10
 
 
+def test_pings_from_the_client_count_toward_the_message_limit(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
+
+    async def scenario() -> tuple[int, int | None, str | None]:
+        async with websockets.connect(sim.ws_url + "/ws", ping_interval=None) as ws:
+            answered = 0
+            for _ in range(5):  # five pings in a second are within the limit
+                await asyncio.wait_for(await ws.ping(), 5)
+                answered += 1
+            await ws.ping()  # the sixth within the same second
+            await recv_until_closed(ws, wait=5)
+            return answered, ws.close_code, ws.close_reason
+
+    answered, code, reason = run(scenario())
+    assert answered == 5 and code == 1008 and "pings and pongs count" in (reason or "")
+    assert sim.stats()["control_frames_received"] == 6
+
+
+def test_pongs_and_messages_share_the_limit(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
+
+    async def scenario() -> tuple[list, int | None]:
+        async with websockets.connect(sim.ws_url + "/ws", ping_interval=None) as ws:
+            for _ in range(3):
+                await ws.pong(b"unsolicited")  # allowed by Binance, but counted
+            for i in range(3):
+                await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+            frames = await recv_until_closed(ws, wait=5)
+            return [json.loads(f) for f in frames], ws.close_code
+
+    replies, code = run(scenario())
+    assert [r["id"] for r in replies] == [0, 1] and code == 1008
+
+
 def test_at_most_1024_streams_per_connection(sim_factory) -> None:
     sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
     streams = [f"sym{i}usdt@miniTicker" for i in range(1025)]
