@@ -26,7 +26,8 @@ from ingest import config as config_mod
 from ingest.binance import snapshot
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
-from ingest.binance.rest import RestClient
+from ingest.binance.limits import LocationRefusal
+from ingest.binance.rest import RestClient, RestError
 from ingest.config import ConfigError, Settings
 from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
 from ingest.kafka.producer import KafkaSink
@@ -78,7 +79,8 @@ class Worker:
         self.sink: KafkaSink | None = None
         self.source: StreamSource | None = None
         self.pipeline: Pipeline | None = None
-        self.rest = RestClient(settings)
+        self.refusal = LocationRefusal(settings.location_refused_retry_s)  # HTTP 451, shared by REST and streams
+        self.rest = RestClient(settings, refusal=self.refusal)
         self.stop_event = asyncio.Event()
         self.metrics_port = 0
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
@@ -99,6 +101,8 @@ class Worker:
                 reasons.append("coordination: not yet a member of the group")
             if self._unserved:
                 reasons.append(self._unserved)
+        if self.refusal.refused:
+            reasons.append(self.refusal.reason())
         owns_streams = self.source is not None and bool(self.source.streams)
         if self.source is None or ((coordinator is None or owns_streams) and not self.source.connected):
             reasons.append("binance: not all connections are delivering")
@@ -161,7 +165,7 @@ class Worker:
             self.coordinator = ShardCoordinator(s, client_config(s), shards, self._on_shards_changed)
             metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
-        exchange_info = await self.rest.exchange_info()
+        exchange_info = await self._exchange_info_at_start()
         self._set_all_streams(self._expand(exchange_info))
         retired = [name for name in s.streams if name.strip() in stream_names.RETIRED_ALL_MARKET]
         if retired and not s.literal_ticker_arr:
@@ -174,7 +178,20 @@ class Worker:
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
-        self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected)
+        self.pipeline.track_streams(self._my_streams())
+        self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected,
+                                   refusal=self.refusal)
+
+    async def _exchange_info_at_start(self) -> dict[str, Any]:
+        """exchangeInfo, waited for while Binance refuses this location (HTTP 451): the process stays up with
+        /readyz naming the refusal, and the REST client holds every request for --location-refused-retry-s,
+        so this loop retries slowly. Other failures end the start as before."""
+        while True:
+            try:
+                return await self.rest.exchange_info()
+            except RestError as exc:
+                if exc.status != 451:
+                    raise
 
     async def _serve(self) -> None:
         assert self.source is not None
