@@ -90,8 +90,9 @@ PRODUCER_QUEUE = Gauge(PREFIX + "producer_queue_messages",
                        "Records handed to the producer and not yet acknowledged.", registry=REGISTRY)
 PRODUCER_ERRORS = Counter(PREFIX + "producer_errors_total", "Producer errors reported by librdkafka, by code.",
                           ["code"], registry=REGISTRY)
-LAST_EVENT = Gauge(PREFIX + "last_event_timestamp_seconds", "Exchange event time of the newest record, by stream.",
-                   ["stream"], registry=REGISTRY)
+LAST_EVENT = Gauge(PREFIX + "last_event_timestamp_seconds", "Exchange event time of the newest record, by stream; "
+                   "until a stream's first record, the time it was subscribed (a stream that never delivers ages "
+                   "like one that stopped).", ["stream"], registry=REGISTRY)
 
 SYMBOLS_KNOWN = Gauge(PREFIX + "symbols_known", "Symbols known from exchangeInfo, by status.", ["status"],
                       registry=REGISTRY)

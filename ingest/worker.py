@@ -179,6 +179,7 @@ class Worker:
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
         self.pipeline.track_streams(self._my_streams())
+        self.pipeline.track_streams(self._my_streams())
         self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected,
                                    refusal=self.refusal)
 
@@ -279,6 +280,7 @@ class Worker:
     async def _on_shards_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
         """Apply an ownership change (runs on the event loop, one change at a time, in order)."""
         assert self.coordinator is not None and self.sink is not None and self.source is not None
+        assert self.pipeline is not None
         metrics.SHARDS_OWNED.set(len(self.coordinator.owned))
         if lost:
             unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
@@ -293,6 +295,7 @@ class Worker:
                 await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
         try:
             await self.source.set_streams(wanted)
+            self.pipeline.track_streams(wanted)
             self._unserved = ""
         except ConfigError as exc:  # more owned streams than this replica's connection budget holds
             self._unserved = f"coordination: owned streams do not fit: {exc}"
@@ -419,3 +422,4 @@ class Worker:
                 self.settings.streams, self.settings.literal_ticker_arr):
             self._set_all_streams(self._expand(info))
             await self.source.set_streams(self._my_streams())
+            self.pipeline.track_streams(self._my_streams())
