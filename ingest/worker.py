@@ -179,7 +179,6 @@ class Worker:
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
         self.pipeline.track_streams(self._my_streams())
-        self.pipeline.track_streams(self._my_streams())
         self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected,
                                    refusal=self.refusal)
 
