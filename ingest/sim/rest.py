@@ -1,8 +1,8 @@
 """REST endpoints (exchangeInfo, ticker/24hr, ticker/price) with Binance's request-weight accounting.
 
-Weights are the ones Binance published in the era of the recorded exchangeInfo (limit 1200/min):
-exchangeInfo 10, ticker/24hr 1 for one symbol and 40 for all, ticker/price 1 for one and 2 for all.
-Every answer carries ``X-MBX-USED-WEIGHT-1M``. Over the limit the answer is 429 with ``Retry-After``;
+Weights and the limit are Binance's current ones (6000 per minute): exchangeInfo 20; ticker/24hr 2 for 1-20
+symbols, 40 for 21-100, 80 for more or all; ticker/price 2 for one symbol, 4 for a list or all. Every answer
+carries ``X-MBX-USED-WEIGHT-1M``. Over the limit the answer is 429 with ``Retry-After``;
 a client that keeps calling after a 429 in the same window is banned: 418 with ``Retry-After``.
 """
 
@@ -23,6 +23,25 @@ if TYPE_CHECKING:
     from ingest.sim.server import Simulator
 
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+SYMBOL_STATUSES = ("TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY")  # Binance's enum since 2026-07
+# ticker/24hr?type=MINI answers these fields only (Binance's MINI response), in this order
+MINI_FIELDS = ("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume", "openTime",
+               "closeTime", "firstId", "lastId", "count")
+
+
+def request_weight(path: str, symbols: list[str] | None, single: bool) -> int | None:
+    """Binance's current request weights (2023-08; ticker/price since 2025-10); None for an unknown path."""
+    if path == "/api/v3/exchangeInfo":
+        return 20
+    if path == "/api/v3/ticker/24hr":
+        if not symbols or len(symbols) > 100:
+            return 80
+        return 2 if len(symbols) <= 20 else 40
+    if path == "/api/v3/ticker/price":
+        return 2 if single else 4
+    if path in ("/api/v3/ping", "/api/v3/time"):
+        return 1
+    return None
 
 
 # The bodies real clients meet when they are refused, on REST and on the WebSocket handshake alike:
@@ -130,15 +149,8 @@ class RestApi:
         symbols = self._symbols_param(params)
         if isinstance(symbols, Response):
             return symbols
-        if path == "/api/v3/exchangeInfo":
-            weight = 10
-        elif path == "/api/v3/ticker/24hr":
-            weight = 1 if symbols and len(symbols) <= 20 else 20 if symbols and len(symbols) <= 100 else 40
-        elif path == "/api/v3/ticker/price":
-            weight = 1 if symbols and len(symbols) == 1 else 2
-        elif path in ("/api/v3/ping", "/api/v3/time"):
-            weight = 1
-        else:
+        weight = request_weight(path, symbols, "symbol" in params)
+        if weight is None:
             return json_response(404, {"code": -1000, "msg": f"Unknown path {path}"})
         status, used, retry_after = self.limiter.charge(peer, weight)
         if status != 200:
@@ -153,13 +165,38 @@ class RestApi:
             return json_response(200, {}, headers)
         if path == "/api/v3/time":
             return json_response(200, {"serverTime": int(time.time() * 1000)}, headers)
+        return self._tickers(path, params, symbols, headers)
+
+    def _tickers(self, path: str, params: dict[str, str], symbols: list[str] | None,
+                 headers: dict[str, str]) -> Response:
+        """ticker/24hr and ticker/price, narrowed by ``symbolStatus=`` and (24hr only) ``type=MINI``."""
+        known = self.sim.universe.specs
+        wanted_status = params.get("symbolStatus")
+        if wanted_status is not None and wanted_status not in SYMBOL_STATUSES:
+            return json_response(400, {"code": -1100, "msg": "Illegal characters found in parameter "
+                                       f"'symbolStatus'; legal range is '{', '.join(SYMBOL_STATUSES)}'."}, headers)
+        mini = params.get("type", "FULL")
+        if path == "/api/v3/ticker/24hr" and mini not in ("FULL", "MINI"):
+            return json_response(400, {"code": -1100, "msg": "Illegal characters found in parameter 'type'; "
+                                       "legal range is 'FULL, MINI'."}, headers)
         single = "symbol" in params
         names = symbols if symbols else list(known)
+        if wanted_status is not None:
+            if single and known[names[0]].status != wanted_status:
+                return json_response(400, {"code": -1220, "msg": "The symbol's status does not match the requested "
+                                           "symbolStatus."}, headers)
+            names = [n for n in names if known[n].status == wanted_status]
         if path == "/api/v3/ticker/24hr":
             rows = [self.sim.rest_24hr(name) for name in names]
+            if mini == "MINI":
+                rows = [{k: row[k] for k in MINI_FIELDS} if row is not None else None for row in rows]
         else:
             rows = [self.sim.rest_price(name) for name in names]
-        return json_response(200, rows[0] if single else rows, headers)
+        if single:
+            if rows[0] is None:  # replay: nothing replayed for it yet, and a value would have to be invented
+                return json_response(400, {"code": -1121, "msg": "Invalid symbol."}, headers)
+            return json_response(200, rows[0], headers)
+        return json_response(200, [row for row in rows if row is not None], headers)
 
     @staticmethod
     def _symbols_param(params: dict[str, str]) -> list[str] | Response | None:

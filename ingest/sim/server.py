@@ -119,16 +119,21 @@ class Simulator:
             return self.rest.handle(url.path, url.query, peer)
         return json_response(404, {"code": -1000, "msg": f"Unknown path {url.path}"})
 
-    def rest_24hr(self, symbol: str) -> dict[str, Any]:
-        now = int(time.time() * 1000)
-        if self.market is not None:
-            return self.market.states[symbol].rest_24hr(now)
-        return rest_from_ticker(symbol, self.replay_book.get(symbol), now)
+    def rest_24hr(self, symbol: str) -> dict[str, Any] | None:
+        """A REST ticker/24hr row; in replay mode the last replayed ticker of the symbol, on the replay's clock.
 
-    def rest_price(self, symbol: str) -> dict[str, str]:
+        Replay: a symbol with nothing replayed yet has no row (None): a row stamped with the wall clock (or with
+        values of frames still to come) would make the replayed frames look older than the snapshot."""
+        if self.market is not None:
+            return self.market.states[symbol].rest_24hr(int(time.time() * 1000))
+        ticker = self.replay_book.get(symbol)
+        return rest_from_ticker(symbol, ticker) if ticker is not None else None
+
+    def rest_price(self, symbol: str) -> dict[str, str] | None:
         if self.market is not None:
             return self.market.states[symbol].rest_price()
-        return {"symbol": symbol, "price": rest_from_ticker(symbol, self.replay_book.get(symbol), 0)["lastPrice"]}
+        ticker = self.replay_book.get(symbol)
+        return {"symbol": symbol, "price": str(ticker.get("c", "0.00000000"))} if ticker is not None else None
 
     def sample_ticker(self, full: bool, symbol: str | None) -> str:
         """A current ticker's JSON (base for malformed frames)."""
@@ -346,7 +351,11 @@ class Simulator:
             tickers = replay_mod.tickers_in(frame.data)
             for ticker in tickers:
                 if isinstance(ticker.get("s"), str):
-                    self.replay_book.setdefault(ticker["s"], {}).update(ticker)
+                    row = self.replay_book.setdefault(ticker["s"], {})
+                    if "C" not in ticker:  # a mini ticker: its E is the latest close time, not an older C
+                        row.pop("C", None)
+                        row.pop("O", None)
+                    row.update(ticker)
             kind = replay_mod.TICKER_KINDS[tickers[0]["e"]] if tickers else ""
             entries = None
             if log and tickers:
@@ -428,11 +437,12 @@ class Simulator:
         self.sent_log.close()
 
 
-def rest_from_ticker(symbol: str, ticker: dict[str, Any] | None, now: int) -> dict[str, Any]:
-    """REST ticker/24hr in replay mode: the last replayed ticker's values under REST names."""
-    t = ticker or {}
+def rest_from_ticker(symbol: str, t: dict[str, Any]) -> dict[str, Any]:
+    """REST ticker/24hr in replay mode: the last replayed ticker's values under REST names, its own times.
+
+    closeTime is the ticker's ``C`` (a full ticker) or ``E`` (a mini ticker has no C): the replay's clock."""
     zero = "0.00000000"
-    close_time = t.get("C", t.get("E", now))
+    close_time = t.get("C", t.get("E", 0))
     return {
         "symbol": symbol, "priceChange": t.get("p", zero), "priceChangePercent": t.get("P", "0.000"),
         "weightedAvgPrice": t.get("w", zero), "prevClosePrice": t.get("x", zero), "lastPrice": t.get("c", zero),

@@ -39,7 +39,7 @@ class SimConfig:
     connection_attempt_window: float = 300.0
     max_messages_per_second: int = 5
     max_streams: int = 1024
-    rest_weight_limit: int = 1200
+    rest_weight_limit: int = 6000  # per minute per address (Binance since 2023-08; 1200 before)
     rest_weight_window: float = 60.0
     rest_ban_after: int = 2
     rest_ban_seconds: float = 120.0

@@ -226,17 +226,17 @@ def test_at_most_1024_streams_per_connection(sim_factory) -> None:
 
 
 def test_rest_weight_header_429_then_418(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5, rest_weight_limit=25,
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5, rest_weight_limit=45,
                       rest_weight_window=60, rest_ban_after=2, rest_ban_seconds=30)
     used = []
-    for _ in range(2):  # exchangeInfo weighs 10
+    for _ in range(2):  # exchangeInfo weighs 20
         status, headers, _ = sim.request("/api/v3/exchangeInfo")
         assert status == 200
         used.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
-    assert used == [10, 20]
+    assert used == [20, 40]
     status, headers, body = sim.request("/api/v3/exchangeInfo")
     assert status == 429 and int(headers["Retry-After"]) >= 1 and body["code"] == -1003
-    assert sim.request("/api/v3/ticker/price", {"symbol": "BTCUSDT"})[0] == 200  # weight 1 still fits
+    assert sim.request("/api/v3/ticker/price", {"symbol": "BTCUSDT"})[0] == 200  # weight 2 still fits
     assert sim.request("/api/v3/exchangeInfo")[0] == 429
     status, headers, body = sim.request("/api/v3/exchangeInfo")  # keeps going after two 429s: banned
     assert status == 418 and 1 <= int(headers["Retry-After"]) <= 30 and "banned" in body["msg"]
@@ -245,7 +245,7 @@ def test_rest_weight_header_429_then_418(sim_factory) -> None:
 
 
 def test_rest_weight_window_resets(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5, rest_weight_limit=10, rest_weight_window=1)
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5, rest_weight_limit=20, rest_weight_window=1)
     statuses = []
     for _ in range(3):
         statuses.append(sim.request("/api/v3/exchangeInfo")[0])
