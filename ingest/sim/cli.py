@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument("--rest-ban-after", type=int, default=d.rest_ban_after,
                        help="requests answered 429 in one window before a 418 ban")
     rules.add_argument("--rest-ban-seconds", type=float, default=d.rest_ban_seconds, help="length of a 418 ban")
+    rules.add_argument("--serve-retired-streams", action="store_true",
+                       help="serve !ticker@arr (retired by Binance on 2026-03-26) as before; by default a subscription "
+                            "to it succeeds and nothing is ever sent on it")
     rules.add_argument("--max-queue-frames", type=int, default=d.max_queue_frames,
                        help="frames queued for one connection before it is closed as a slow consumer")
     add("--fault", action="append", default=[], metavar="SPEC",
@@ -104,7 +107,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         connection_attempt_window=args.connection_attempt_window, max_messages_per_second=args.max_messages_per_second,
         max_streams=args.max_streams, rest_weight_limit=args.rest_weight_limit,
         rest_weight_window=args.rest_weight_window, rest_ban_after=args.rest_ban_after,
-        rest_ban_seconds=args.rest_ban_seconds, max_queue_frames=args.max_queue_frames, faults=faults,
+        rest_ban_seconds=args.rest_ban_seconds, serve_retired_streams=args.serve_retired_streams,
+        max_queue_frames=args.max_queue_frames, faults=faults,
         duration=args.duration, exit_on_stdin_eof=args.exit_on_stdin_eof,
     )
 

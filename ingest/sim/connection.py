@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+RETIRED_STREAMS = frozenset({"!ticker@arr"})  # retired by Binance on 2026-03-26
+
 if TYPE_CHECKING:
     from ingest.sim.server import Simulator
 
@@ -69,8 +71,13 @@ class SimConnection:
     # -- subscriptions -------------------------------------------------------------------------------
 
     def add_stream(self, stream: str) -> None:
+        """Subscribe; a retired stream (``!ticker@arr``) is accepted and listed, but nothing is ever sent on it
+        unless ``--serve-retired-streams``, as on Binance since 2026-03-26."""
         if stream not in self.streams:
             self.streams.append(stream)
+            if stream in RETIRED_STREAMS and not self.sim.cfg.serve_retired_streams:
+                self.sim.stats.retired_subscriptions[stream] += 1
+                return
             self.sim.subscribers.setdefault(stream, set()).add(self)
 
     def remove_stream(self, stream: str) -> None:

@@ -43,6 +43,7 @@ class SimConfig:
     rest_weight_window: float = 60.0
     rest_ban_after: int = 2
     rest_ban_seconds: float = 120.0
+    serve_retired_streams: bool = False  # serve !ticker@arr as before its retirement (replays, benchmarks)
     max_queue_frames: int = 10_000
     close_timeout: float = 2.0
     max_frame_bytes: int = 1 << 20

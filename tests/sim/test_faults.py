@@ -154,7 +154,7 @@ def test_duplicate_frames_and_sent_log(sim_factory) -> None:
 
 
 def test_sent_log_equals_what_the_client_received(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1)
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1, serve_retired_streams=True)
 
     async def scenario() -> list[dict]:
         async with websockets.connect(sim.ws_url + "/ws/!ticker@arr") as ws:
