@@ -16,7 +16,7 @@ from websockets.http11 import Response
 from ingest.sim.connection import Outgoing, SimConnection
 from ingest.sim.faults import MALFORMED_KINDS, REST_FAULT_STATUSES, FaultError, coerce, malformed_payload, wrap_combined
 from ingest.sim.handshake import HANDSHAKE_FAULT_STATUSES
-from ingest.sim.rest import json_response
+from ingest.sim.rest import SYMBOL_STATUSES, json_response
 
 if TYPE_CHECKING:
     from ingest.sim.server import Simulator
@@ -124,14 +124,21 @@ class Control:
             raise FaultError("listing needs symbol (and base, quote)")
         quote = str(params.get("quote", "USDT")).upper()
         base = str(params.get("base", symbol.removesuffix(quote))).upper()
-        spec = self.sim.universe.list_symbol(symbol, base, quote, str(params.get("status", "TRADING")))
+        spec = self.sim.universe.list_symbol(symbol, base, quote, self.status(params, "TRADING"))
         self.sim.universe_changed()
         return {"listed": spec.entry}
+
+    @staticmethod
+    def status(params: dict[str, Any], default: str) -> str:
+        status = str(params.get("status", default))
+        if status not in SYMBOL_STATUSES:
+            raise FaultError(f"status must be one of {', '.join(SYMBOL_STATUSES)}, not {status!r}")
+        return status
 
     def delisting(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = str(params.get("symbol", "")).upper()
         if symbol not in self.sim.universe.specs:
             raise FaultError(f"unknown symbol {symbol!r}")
-        spec = self.sim.universe.set_status(symbol, str(params.get("status", "BREAK")))
+        spec = self.sim.universe.set_status(symbol, self.status(params, "BREAK"))
         self.sim.universe_changed()
         return {"delisted": symbol, "status": spec.status}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,7 @@ from ingest.sim.settings import SimConfig
 from ingest.sim.universe import Universe
 
 MAX_URL_BYTES = 64 * 1024
+NON_ASCII = re.compile(rb"[\x80-\xff]")
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 FALLBACK_MINI = ('{"e":"24hrMiniTicker","E":%d,"s":"BTCUSDT","c":"43250.50000000","o":"43100.00000000",'
                  '"h":"43500.00000000","l":"42800.00000000","v":"15234.56000000","q":"658923456.78000000"}')
@@ -52,6 +54,14 @@ class CountingConnection(ServerConnection):
     inside the protocol, below the message iterator the handler reads, so they are counted here."""
 
     sim_conn: SimConnection | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Percent-encode raw non-ASCII bytes of the request head, so a target sent as UTF-8
+        (``/ws/币安人生usdt@ticker``, ``?symbol=币安人生USDT``) parses like its percent-encoded form:
+        websockets' HTTP parser accepts ASCII only."""
+        if self.request is None and NON_ASCII.search(data):
+            data = NON_ASCII.sub(lambda m: b"%%%02X" % m[0][0], data)
+        super().data_received(data)
 
     def process_event(self, event: Any) -> None:
         if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG) and self.sim_conn is not None:
@@ -230,6 +240,7 @@ class Simulator:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 return error(2, "Invalid request: params must be a list of stream names")
+            params = [unquote(p) if "%" in p else p for p in params]  # "stream names may be URL-encoded"
             if method == "SUBSCRIBE":
                 if len(set(conn.streams) | set(params)) > self.cfg.max_streams:
                     return error(2, f"Invalid request: at most {self.cfg.max_streams} streams per connection")
@@ -291,11 +302,12 @@ class Simulator:
         if any(not name.startswith("!") for name in subs):
             for state in changed:
                 for suffix, kind, render in SYMBOL_STREAMS:
-                    conns = subs.get(state.lower + suffix)
-                    if conns:
-                        data = render(state)
-                        self.deliver(conns, state.lower + suffix, kind, data, 1,
-                                     [(state.name, state.E, data)] if log else None)
+                    for symbol in state.stream_symbols:
+                        conns = subs.get(symbol + suffix)
+                        if conns:
+                            data = render(state)
+                            self.deliver(conns, symbol + suffix, kind, data, 1,
+                                         [(state.name, state.E, data)] if log else None)
 
     async def generate(self) -> None:
         """Tick every interval; ``rate`` tickers per second spread over the intervals (all when unset)."""
