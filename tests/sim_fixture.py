@@ -54,14 +54,16 @@ class SimProcess:
     # -- HTTP ----------------------------------------------------------------------------------------
 
     def request(self, path: str, params: dict[str, Any] | None = None, method: str = "GET",
-                timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
+                timeout: float = 10.0, unmetered: bool = False) -> tuple[int, dict[str, str], Any]:
         """(status, headers, body); HTTP errors are returned, not raised.
 
-        The body is decoded JSON, or the text itself when it is not JSON (the CDN's HTML 403 page)."""
+        The body is decoded JSON, or the text itself when it is not JSON (the CDN's HTML 403 page).
+        ``unmetered=True``: a harness read that costs no weight, meets no REST fault and is not in the stats, so
+        it cannot change what the client under test (same address) meets."""
         url = self.http_url + path
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        req = urllib.request.Request(url, method=method)
+        req = urllib.request.Request(url, method=method, headers={"X-Sim-Unmetered": "1"} if unmetered else {})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers.items()), decode_body(resp.read())

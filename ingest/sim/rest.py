@@ -131,16 +131,21 @@ class RestApi:
     def inject(self, status: int, count: int, retry_after: int) -> None:
         self.faults.append(RestFault(status, count, retry_after))
 
-    def handle(self, path: str, query: str, peer: str) -> Response:
+    def handle(self, path: str, query: str, peer: str, unmetered: bool = False) -> Response:
+        """Answer one REST request. ``unmetered`` (header ``X-Sim-Unmetered``) is a test harness reading the
+        simulator's state from the same address as the client under test: it is answered without weight,
+        faults or stats, so the harness never changes what the client meets."""
+        if unmetered:
+            return self._handle(path, query, peer, unmetered=True)
         stats = self.sim.stats
         stats.rest_requests[path] += 1
         response = self._handle(path, query, peer)
         stats.rest_status[str(response.status_code)] += 1
         return response
 
-    def _handle(self, path: str, query: str, peer: str) -> Response:
+    def _handle(self, path: str, query: str, peer: str, unmetered: bool = False) -> Response:
         params = {k: v[-1] for k, v in parse_qs(query).items()}
-        if self.faults:
+        if self.faults and not unmetered:
             fault = self.faults[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
@@ -152,8 +157,8 @@ class RestApi:
         weight = request_weight(path, symbols, "symbol" in params)
         if weight is None:
             return json_response(404, {"code": -1000, "msg": f"Unknown path {path}"})
-        status, used, retry_after = self.limiter.charge(peer, weight)
-        if status != 200:
+        status, used, retry_after = self.limiter.charge(peer, 0 if unmetered else weight)
+        if status != 200 and not unmetered:
             return self._error(status, retry_after, used)
         headers = {WEIGHT_HEADER: str(used)}
         known = self.sim.universe.specs

@@ -126,7 +126,7 @@ class Simulator:
             return self.control.handle(request.method, url.path, url.query)
         if url.path.startswith("/api/"):
             peer = connection.remote_address[0] if connection.remote_address else "?"
-            return self.rest.handle(url.path, url.query, peer)
+            return self.rest.handle(url.path, url.query, peer, "X-Sim-Unmetered" in request.headers)
         return json_response(404, {"code": -1000, "msg": f"Unknown path {url.path}"})
 
     def rest_24hr(self, symbol: str) -> dict[str, Any] | None:

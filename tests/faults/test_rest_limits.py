@@ -129,7 +129,8 @@ def test_429_and_418_retry_after_is_honoured(sim_factory, stack_endpoints, tmp_p
     assert [e["level"] for e in log] == ["WARNING", "ERROR"], log
     assert [e["retry_after_s"] for e in log] == [3.0, 4.0]
 
-    entries = len(sim.request(TICKER_24HR)[2])  # all symbols: what each successful snapshot returned
+    # what each successful snapshot returned: every TRADING symbol (the worker asks with symbolStatus=TRADING)
+    entries = len(sim.request(TICKER_24HR, {"symbolStatus": "TRADING"})[2])
     final, _ = accounting.quiesce(sim, worker)
     snapshot_entries = int(final.get("rest_requests_total", endpoint=TICKER_24HR, status="200")) * entries
     assert worker.stop() == 0
@@ -165,16 +166,16 @@ def wait_for_second_in_minute(low: float, high: float) -> None:
 def test_weight_budget_follows_the_server_header_and_never_goes_over(sim_factory, stack_endpoints, tmp_path,
                                                                      unique_prefix):
     """exchangeInfo advertises 100 weight/minute, which the simulator enforces per address. Another client on the
-    same address (this test) spends weight until the server's count is 99; the worker's next request (a snapshot
-    after a forced reconnect) reads ``X-MBX-USED-WEIGHT-1M: 100`` and the one after that waits for the next
-    minute instead of being sent. Over the whole run the simulator answers no 429/418 and the worker's
-    ``rest_weight_used`` never exceeds the limit. Catches: the header not tracked (the worker's own estimate is
+    same address (this test) spends weight until the server's count is 98; the worker's next request (a snapshot
+    of 3 symbols after a forced reconnect, weight 2) reads ``X-MBX-USED-WEIGHT-1M: 100`` and the one after that
+    waits for the next minute instead of being sent. Over the whole run the simulator answers no 429/418 and the
+    worker's ``rest_weight_used`` never exceeds the limit. Catches: the header not tracked (the worker's own estimate is
     about 24, so it would send and get a 429), the budget not enforced (same), the limit from exchangeInfo
     ignored (the default of 6000 would let it send)."""
     info = exchange_info_with_limit(tmp_path / "exchangeInfo-limit.json", LIMIT)
     sim = sim_factory(exchange_info=info, interval=0.25, seed=42, rest_weight_limit=LIMIT)
     sampler = StatsSampler(sim)
-    _, _, body = sim.request(EXCHANGE_INFO)  # weight 10, in whatever minute this is
+    _, _, body = sim.request(EXCHANGE_INFO)  # weight 20, in whatever minute this is
     symbols = [s["symbol"] for s in body["symbols"] if s["status"] == "TRADING"][:3]
     streams = ",".join(f"{s.lower()}@miniTicker" for s in symbols)
     worker = start_worker(sim, unique_prefix, tmp_path, stack_endpoints.bootstrap_servers,
@@ -185,7 +186,7 @@ def test_weight_budget_follows_the_server_header_and_never_goes_over(sim_factory
     wait_for_second_in_minute(30, 50)  # >= 10 s left for the sequence below; <= 30 s to wait for the next minute
     minute = math.floor(time.time() / 60)
     used = 0
-    while used < LIMIT - 1:  # /api/v3/ping costs 1: fill the server's count for this address to 99
+    while used < LIMIT - 2:  # /api/v3/ping costs 1: fill the server's count to 98 (a 3-symbol snapshot costs 2)
         status, headers, _ = sim.request("/api/v3/ping")
         assert status == 200
         used = int(headers["X-MBX-USED-WEIGHT-1M"])
@@ -200,7 +201,7 @@ def test_weight_budget_follows_the_server_header_and_never_goes_over(sim_factory
 
     calls_before = requests(sim.stats(), TICKER_24HR)
     sim.fault("close", code=1011)
-    worker.wait_for(lambda: any(e.get("event", "").startswith("REST weight budget: waiting")
+    worker.wait_for(lambda: any(e.get("event", "").endswith("(weight budget spent)")
                                 for e in worker.log_events()), 10, "the worker waiting for the next minute")
     assert math.floor(time.time() / 60) == minute, "the sequence did not fit into one minute"
     worker.wait_for(lambda: requests(sim.stats(), TICKER_24HR) > calls_before, 75, "the deferred snapshot")

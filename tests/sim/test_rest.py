@@ -93,3 +93,15 @@ def test_symbols_json_array_percent_encoded_or_not(sim_factory, encoded: bool) -
         status, body = raw_get(sim.http_url, f"{path}?{query}")
         rows = body["symbols"] if path.endswith("exchangeInfo") else body
         assert status == 200 and [r["symbol"] for r in rows] == ["BTCUSDT", "ETHBTC"], (path, body)
+
+
+def test_unmetered_harness_reads_change_nothing_the_client_meets(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5, rest_weight_limit=25, rest_weight_window=3600)
+    assert sim.request("/api/v3/exchangeInfo")[1]["X-MBX-USED-WEIGHT-1M"] == "20"
+    sim.fault("rest", status=503, count=1)
+    for _ in range(3):  # 60 weight if metered, over the limit of 25; and the fault would hit the first one
+        status, headers, body = sim.request("/api/v3/exchangeInfo", unmetered=True)
+        assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "20" and len(body["symbols"]) == 9
+    assert sim.stats()["rest_requests"] == {"total": 1, "/api/v3/exchangeInfo": 1}
+    assert sim.request("/api/v3/ping")[0] == 503  # the fault is still there for the client
+    assert sim.request("/api/v3/ping")[1]["X-MBX-USED-WEIGHT-1M"] == "21"
