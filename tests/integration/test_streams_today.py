@@ -9,10 +9,13 @@ real Kafka + registry.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections import Counter
 
 import pytest
+import websockets
 
 from tests.faults import accounting
 from tests.kafka_reading import RegistryDecoder, java_partition, partitions_of, read_all
@@ -154,3 +157,61 @@ def test_snapshot_after_a_reconnect_covers_only_the_streamed_symbols_per_kind(si
                              if v["source"] == "rest_snapshot"}
     assert mini_snapshot_symbols - {one}, "the all-market mini ticker snapshot restores the other symbols too"
     assert mini_snapshot_symbols <= set(trading)
+
+
+def test_replay_with_snapshots_on_lands_every_replayed_ticker_once_as_a_websocket_record(
+        sim_factory, worker_factory, stack_endpoints, unique_prefix, tmp_path):
+    """Frames recorded from the simulator (all-market mini tickers + three per-symbol tickers, 1 s apart) are
+    replayed on their own clock to a worker with REST snapshots on. Catches: a replay REST that answers with
+    tickers not replayed yet or stamped with the wall clock (the replayed frames were then suppressed as
+    older, or landed as rest_snapshot records instead of websocket ones), and snapshots of other kinds."""
+    live = sim_factory(symbols=20, interval=1.0, seed=23, sent_log=False)
+    symbols = _trading(live)[:3]
+    names = ["!miniTicker@arr", *(f"{s.lower()}@ticker" for s in symbols)]
+
+    async def record(seconds: float) -> list[str]:
+        frames: list[str] = []
+        async with websockets.connect(live.ws_url + "/stream?streams=" + "/".join(names)) as ws:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                try:
+                    frame = await asyncio.wait_for(ws.recv(), left)
+                except TimeoutError:
+                    break
+                frames.append(frame if isinstance(frame, str) else frame.decode())
+        return frames
+
+    recorded = asyncio.run(record(6.0))
+    live.stop()
+    path = tmp_path / "recorded.jsonl"
+    path.write_text("\n".join(recorded) + "\n", encoding="utf-8")
+    replayed: dict[str, set[tuple[str, int]]] = {"miniticker": set(), "ticker": set()}
+    for line in recorded:
+        data = json.loads(line)["data"]
+        for t in data if isinstance(data, list) else [data]:
+            replayed["miniticker" if t["e"] == "24hrMiniTicker" else "ticker"].add((t["s"], t["E"]))
+    assert len(replayed["ticker"]) >= 3 * 4 and len(replayed["miniticker"]) >= 20 * 4, {
+        k: len(v) for k, v in replayed.items()}
+
+    sim = sim_factory(replay=path, replay_timing="event", sent_log=False)
+    worker = worker_factory("--streams", ",".join(names), "--ws-url", sim.ws_url, "--rest-url", sim.http_url,
+                            "--topic-prefix", unique_prefix, "--snapshot-on-connect", "true")
+    worker.wait_ready()
+    sim.wait_for(lambda s: s["replay_finished"], timeout=30)
+    time.sleep(1.0)
+    snapshots = worker.metric("binance_ingest_records_accepted_total", source="rest_snapshot")
+    rest_calls = sim.stats()["rest_requests"].get("/api/v3/ticker/24hr", 0)
+    assert worker.stop() == 0
+
+    for kind, expected in replayed.items():
+        records = [v for _, v in _decoded(stack_endpoints, f"{unique_prefix}.{kind}")]
+        per_event = Counter((v["symbol"], _event_ms(v)) for v in records)
+        assert max(per_event.values()) == 1, f"{kind}: a (symbol, event time) twice"
+        websocket = {(v["symbol"], _event_ms(v)) for v in records if v["source"] == "websocket"}
+        assert websocket == expected, (f"{kind}: {len(expected - websocket)} replayed tickers not in Kafka as "
+                                       f"websocket records, {len(websocket - expected)} never replayed")
+        stray = {v["symbol"] for v in records if v["source"] == "rest_snapshot"} - {s for s, _ in expected}
+        assert not stray, f"{kind}: snapshot records of symbols not streamed: {sorted(stray)[:5]}"
+    print(f"\nreplayed {sum(map(len, replayed.values()))} tickers, all in Kafka once as websocket records; "
+          f"{rest_calls:.0f} snapshot requests, {snapshots:.0f} snapshot records")
+    assert rest_calls >= 1, "the snapshot after the connect was taken"
