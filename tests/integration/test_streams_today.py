@@ -83,23 +83,29 @@ def test_retired_ticker_arr_is_served_per_symbol_over_several_connections(sim_fa
     assert len(retired_lines) == 1, retired_lines
 
 
-@pytest.mark.parametrize("streams", [("@ticker", "--quote-assets", "USDT"), ("!miniTicker@arr",)],
-                         ids=["ticker-pattern", "miniTicker-arr"])
+@pytest.mark.parametrize("streams", [("@ticker", "--quote-assets", "USDT"), ("!miniTicker@arr",), ("!ticker@arr",)],
+                         ids=["ticker-pattern", "miniTicker-arr", "ticker-arr-expanded"])
 def test_non_ascii_listing_mid_run_is_streamed_under_its_utf8_key(streams, sim_factory, worker_factory,
                                                                   stack_endpoints, unique_prefix):
     """Catches: the stream-name rule refusing the symbol (the refresh loop used to die on it), URL or SUBSCRIBE
     spelling the server cannot match, a key that is not the symbol's UTF-8 bytes, a partition other than
     Java's murmur2 choice, and the symbols topic missing the listing."""
     sim = sim_factory(symbols=12, interval=0.25, seed=17)
-    kind = "ticker" if streams[0] == "@ticker" else "miniticker"
+    kind = "miniticker" if streams[0] == "!miniTicker@arr" else "ticker"
     worker = worker_factory("--streams", *streams, "--ws-url", sim.ws_url, "--rest-url", sim.http_url,
                             "--topic-prefix", unique_prefix, "--exchange-info-refresh-s", "1")
     worker.wait_ready()
+    subscribed = worker.metric("binance_ingest_ws_subscribed_streams")
     sim.listing(NEW_SYMBOL, "币安人生", "USDT")
     worker.wait_for(lambda: worker.metric("binance_ingest_symbols_listed_total") >= 1, 15, "the listing")
     time.sleep(3.0)
     worker.check_alive()
     assert worker.metric("binance_ingest_symbols_skipped_total") == 0
+    if streams[0] != "!miniTicker@arr":  # per-symbol streams follow the listing, and the delisting
+        assert worker.metric("binance_ingest_ws_subscribed_streams") == subscribed + 1
+        sim.delisting(NEW_SYMBOL)
+        worker.wait_for(lambda: worker.metric("binance_ingest_ws_subscribed_streams") == subscribed, 15,
+                        "the delisted symbol unsubscribed")
     assert worker.stop() == 0
 
     key = NEW_SYMBOL.encode("utf-8")
