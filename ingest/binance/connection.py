@@ -353,10 +353,11 @@ class StreamSource:
                     await self._finish(current, why)  # no spare slot: break, then make
                     metrics.WS_RECONNECTS.labels(why).inc()
                     return why, None
-                if await self._rotate(shard, why):
+                failure = await self._rotate(shard, why)
+                if failure is None:
                     rotate_at = shard.current.opened_mono + self.settings.rotate_after_s  # type: ignore[union-attr]
-                elif announced:  # the server closes the old one soon anyway: try again after a backoff delay
-                    retry_at = time.monotonic() + shard.backoff.next_delay()
+                elif announced:  # the server closes the old one soon anyway: try again after the policy's delay
+                    retry_at = time.monotonic() + self._delay(shard, failure)
                 else:
                     rotate_at = time.monotonic() + min(ROTATION_RETRY_S, self.settings.rotate_after_s)
                 continue
@@ -387,9 +388,10 @@ class StreamSource:
             if announced is not None:
                 announced.cancel()
 
-    async def _rotate(self, shard: _Shard, why: str = "rotation") -> bool:
+    async def _rotate(self, shard: _Shard, why: str = "rotation") -> BaseException | None:
         """Make before break: a replacement with the same streams must deliver before the old one closes.
-        ``why`` is ``rotation`` (the 24 h limit is near) or ``server_shutdown`` (the server announced it)."""
+        ``why`` is ``rotation`` (the 24 h limit is near) or ``server_shutdown`` (the server announced it).
+        Returns None when replaced, else why the replacement failed (the old connection stays)."""
         assert self._rotation_lock is not None
         async with self._rotation_lock:  # one rotation at a time: at most one connection above the shard count
             old = shard.current
@@ -401,19 +403,22 @@ class StreamSource:
                             "reason": why})
             try:
                 await self._open(new)
+                self.refusal.accept("websocket")
                 await asyncio.wait_for(new.first_data.wait(), self.deadline_s)
             except Exception as exc:
                 await self._finish(new, "error")
                 shard.replacement = None
+                if handshake_status(exc) == 451:
+                    self.refusal.refuse("websocket", "the WebSocket handshake", _body(exc))
                 log.warning("websocket %s: replacement %s failed (%s); keeping the old connection", old.id, new.id,
                             _describe(exc), extra={"connection_id": old.id, "reason": why})
-                return False
+                return exc
             shard.current, shard.replacement = new, None
             await self._finish(old, why)
             metrics.WS_RECONNECTS.labels(why).inc()
             log.info("websocket %s replaced by %s", old.id, new.id,
                      extra={"connection_id": old.id, "replacement": new.id, "reason": why})
-            return True
+            return None
 
     def _new_connection(self, shard: _Shard) -> _Connection:
         return _Connection(id=f"ws{shard.index}-{next(shard.generation)}", shard=shard, streams=[])

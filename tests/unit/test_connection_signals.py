@@ -156,3 +156,30 @@ def test_attempt_budget_holds_under_a_flapping_server():
         assert sample("binance_ingest_ws_connect_budget_waits_total") > waits
 
     run(scenario)
+
+
+def test_a_replacement_refused_with_451_is_retried_slowly_while_the_old_connection_serves():
+    """serverShutdown, then the replacement's handshake gets 451: the old connection keeps delivering, the refusal
+    is known (/readyz), and the next replacement attempt waits the 451 interval instead of the 1-5 s backoff."""
+    retry_s = 0.6
+
+    async def scenario():
+        async with FakeBinance() as server:
+            got = Collector()
+            source = StreamSource(settings(server, location_refused_retry_s=retry_s), ["btcusdt@miniTicker"],
+                                  got.on_frame, got.on_connected)
+            before = reconnects("server_shutdown")
+            task = await start(source)
+            server.refuse_status, server.refuse_count = 451, 1
+            first = len(server.attempts)
+            await server.server_shutdown()
+            await wait_until(lambda: source.refusal.refused)
+            await wait_until(lambda: reconnects("server_shutdown") - before == 1, within_s=5.0)
+            attempts = server.attempts[first:]
+            refused_after = source.refusal.refused
+            await stop(task)
+        assert len(attempts) == 2 and attempts[1] - attempts[0] >= retry_s - 0.01, attempts
+        assert not refused_after, "the successful replacement did not clear the refusal"
+        assert got.connection_ids()[0] == "ws0-1" and "ws0-3" in got.connection_ids()
+
+    run(scenario)
