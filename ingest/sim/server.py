@@ -48,10 +48,11 @@ SYMBOL_STREAMS = (("@miniTicker", "miniticker", SymbolState.mini_json), ("@ticke
 
 
 class CountingConnection(ServerConnection):
-    """A server connection that tells its SimConnection about every ping and pong frame the client sends.
+    """websockets' server connection with two additions below the handler's reach.
 
-    Binance counts ping and pong frames toward the 5 incoming messages per second; websockets answers pings
-    inside the protocol, below the message iterator the handler reads, so they are counted here."""
+    Every ping and pong frame the client sends is reported to its SimConnection: Binance counts them toward
+    the 5 incoming messages per second, and websockets answers pings inside the protocol, below the message
+    iterator the handler reads. And raw UTF-8 in the request head is percent-encoded before parsing."""
 
     sim_conn: SimConnection | None = None
 
