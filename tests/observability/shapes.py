@@ -21,6 +21,7 @@ ALERT_LABELS = {
     "BinanceIngestDeadLettersRising": {"namespace", "pod", "reason"},
     "BinanceIngestReconnectStorm": {"namespace", "pod"},
     "BinanceIngestRestWeightNearLimit": {"namespace", "pod"},
+    "BinanceIngestLocationRefused": {"namespace", "pod"},
     "BinanceIngestProducerErrors": {"namespace", "pod", "code"},
     "BinanceIngestShardOwnership": {"namespace"},
 }

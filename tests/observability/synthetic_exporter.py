@@ -45,11 +45,13 @@ def tick(state: State, rng: random.Random) -> None:
     if state.faulty:
         m.WS_CONNECTED.set(0)
         m.REST_WEIGHT_USED.set(5500)
+        m.LOCATION_REFUSED.labels("websocket").set(1)  # HTTP 451 on the handshake
         for _ in range(50):
             m.EVENT_LAG.labels(TOPIC).observe(rng.uniform(8, 12))
         return
     m.WS_CONNECTED.set(1)
     m.REST_WEIGHT_USED.set(40)
+    m.LOCATION_REFUSED.labels("websocket").set(0)
     m.WS_MESSAGES.labels(STREAM).inc()
     m.RECORDS_ACCEPTED.labels(TOPIC, "websocket").inc(20)
     m.RECORDS_PRODUCED.labels(TOPIC).inc(20)
