@@ -88,6 +88,9 @@ class Worker(Child):
             sys.executable, "-m", "ingest.cli", "run", "--streams", streams, "--ws-url", sim.ws_url,
             "--rest-url", sim.http_url, "--bootstrap-servers", bootstrap, "--schema-registry-url", registry,
             "--topic-prefix", prefix, "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+            # the simulator serves the retired !ticker@arr here (--serve-retired-streams): measure it as it is,
+            # not as the per-symbol streams a worker serves it with by default
+            "--literal-ticker-arr", "true",
             "--snapshot-on-connect", "false", "--log-format", "json", "--log-level", "WARNING"], log_dir, env)
 
     def metrics_text(self) -> str:
