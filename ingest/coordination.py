@@ -7,8 +7,9 @@ Why it is built this way (DESIGN §7):
   after the session timeout and moves its shards; a replica that stops cleanly leaves the group so its
   shards move at once. The group never consumes or commits: membership is all it is for.
 * Work maps to shards by a stable hash that every replica computes alike (CRC-32, not Python's salted
-  ``hash``): an all-market array stream (``!ticker@arr``) is one unit owned by one shard; per-symbol streams
-  map by their symbol, so ``btcusdt@ticker`` and ``btcusdt@miniTicker`` always travel together.
+  ``hash``): an all-market array stream (``!miniTicker@arr``) is one unit owned by one shard; per-symbol
+  streams (also those the retired ``!ticker@arr`` is served as) map by their symbol, so ``btcusdt@ticker`` and
+  ``btcusdt@miniTicker`` always travel together.
 * Cooperative-sticky assignment: a rebalance only moves the shards that must move, and a shard is revoked
   from its old owner before it is given to the new one. On revoke we close the gate for that shard's
   frames *before* the callback returns and flush the producer, so what the old owner produced is
