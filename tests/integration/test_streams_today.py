@@ -103,6 +103,12 @@ def test_non_ascii_listing_mid_run_is_streamed_under_its_utf8_key(streams, sim_f
     assert worker.metric("binance_ingest_symbols_skipped_total") == 0
     if streams[0] != "!miniTicker@arr":  # per-symbol streams follow the listing, and the delisting
         assert worker.metric("binance_ingest_ws_subscribed_streams") == subscribed + 1
+        # A new connection carries the listed stream in its URL (percent-encoded), no longer by SUBSCRIBE.
+        sim.fault("close", code=1011)
+        worker.wait_for(lambda: worker.metric("binance_ingest_ws_reconnects_total", reason="1011") >= 1, 15,
+                        "a reconnect")
+        worker.wait_for(lambda: worker.metric("binance_ingest_ws_connected") >= 1, 15, "delivering again")
+        time.sleep(2.0)
         sim.delisting(NEW_SYMBOL)
         worker.wait_for(lambda: worker.metric("binance_ingest_ws_subscribed_streams") == subscribed, 15,
                         "the delisted symbol unsubscribed")
@@ -119,6 +125,8 @@ def test_non_ascii_listing_mid_run_is_streamed_under_its_utf8_key(streams, sim_f
         assert rec.partition == java_partition(key, partitions)
     if kind == "ticker":
         assert {v["stream"] for _, v in ws} == {"币安人生usdt@ticker"}
+        connections = {v["connection_id"] for _, v in ws}
+        assert len(connections) == 2, f"ticks of {NEW_SYMBOL} before and after the reconnect: {connections}"
     symbols = {rec.key for rec in read_all(stack_endpoints.bootstrap_servers, f"{unique_prefix}.symbols")}
     assert key in symbols
 
