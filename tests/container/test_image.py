@@ -23,7 +23,7 @@ from ingest.devstack.secure import make_pki
 from ingest.devstack.stack import free_port
 from tests.container.pod import PodRun, Secret, podman, run
 from tests.faults import accounting
-from tests.helm.tooling import CHART, by_kind, helm, one
+from tests.helm.tooling import CHART, KUBE_VERSIONS, by_kind, helm, one, template_args
 from tests.kafka_reading import partitions_of, read_all
 
 pytestmark = [pytest.mark.container, pytest.mark.integration]
@@ -35,11 +35,7 @@ def render(*sets: str, values: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     """`helm template` of the chart with --set-json overrides (release rel, namespace market)."""
     import yaml
 
-    args = ["template", "rel", str(CHART), "--namespace", "market"]
-    for path in values:
-        args += ["-f", str(path)]
-    for item in sets:
-        args += ["--set-json", item]
+    args = template_args(values, sets, KUBE_VERSIONS[-1])
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 
 
@@ -232,11 +228,15 @@ def test_sasl_values_configure_the_worker_as_intended(image: str, container_dir:
     container = pod_spec["containers"][0]
     pod = run("bi-sasl-config", container, pod_spec, docs, secrets, container_dir)
     assert isinstance(pod, PodRun)
+    dump = ("import json; from ingest import config; from ingest.kafka.producer import producer_config; "
+            "s = config.load(); print(json.dumps({'producer': producer_config(s), 'settings': vars(s)}))")
     try:
         pod.wait_probe("livenessProbe", 60)
         tls_files = podman("exec", pod.name, "python", "-c", "import pathlib; d = pathlib.Path("
                            "'/etc/binance-ingest/kafka-tls'); print(sorted((p.name, p.read_text()) for p in "
                            "d.iterdir()))").stdout
+        # The worker's own config loader and producer config, inside the container with the pod's env.
+        resolved = json.loads(podman("exec", pod.name, "python", "-c", dump).stdout)
         code, _ = pod.stop(pod_spec["terminationGracePeriodSeconds"])
         lines = log_lines(pod)
         text = pod.logs()
@@ -244,19 +244,21 @@ def test_sasl_values_configure_the_worker_as_intended(image: str, container_dir:
         pod.remove()
     assert code == 0
     assert "ca.crt" in tls_files and "PRIVATE KEY" in tls_files, "the Secret's files are not readable by uid 10001"
-    s = event(lines, "worker starting")["settings"]
-    assert s["streams"] == ["@ticker"] and s["quote_assets"] == ["USDT", "BTC"]
-    assert s["shutdown_grace_s"] == 25.5
-    assert s["schema_registry_user_info"] == "***"
-    props = s["kafka_properties"]
+    logged = event(lines, "worker starting")["settings"]
+    assert logged["streams"] == ["@ticker"] and logged["quote_assets"] == ["USDT", "BTC"]
+    assert logged["shutdown_grace_s"] == 25.5
+    settings, props = resolved["settings"], resolved["producer"]
+    assert settings["schema_registry_user_info"] == "reg-user:reg-secret-pass"
+    assert settings["schema_registry_url"].startswith("https://127.0.0.1:")
     assert props["security.protocol"] == "SASL_SSL" and props["sasl.mechanism"] == "SCRAM-SHA-512"
-    assert props["sasl.username"] == "scram-user" and props["sasl.password"] == "***"
+    assert props["sasl.username"] == "scram-user" and props["sasl.password"] == "scram-secret-pass"
     assert props["ssl.ca.location"] == "/etc/binance-ingest/kafka-tls/ca.crt"
     assert props["ssl.certificate.location"] == "/etc/binance-ingest/kafka-tls/tls.crt"
     assert props["ssl.key.location"] == "/etc/binance-ingest/kafka-tls/tls.key"
     assert props["linger.ms"] == "20" and props["compression.type"] == "zstd"
     for secret in ("scram-secret-pass", "reg-secret-pass"):
         assert secret not in text, "a secret appears in the worker log"
+    props = {k: ("***" if "pass" in k else v) for k, v in props.items()}
     print(f"\n[container/sasl] resolved kafka properties: {shlex.quote(json.dumps(props, sort_keys=True))}")
 
 
