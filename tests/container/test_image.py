@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shlex
 import time
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from ingest.devstack.secure import make_pki
-from ingest.devstack.stack import free_port
+from ingest.devstack.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
+from ingest.devstack.stack import LocalStack, free_port
 from tests.container.pod import PodRun, Secret, podman, run
 from tests.faults import accounting
 from tests.helm.tooling import CHART, KUBE_VERSIONS, by_kind, helm, one, template_args
@@ -273,3 +274,69 @@ def test_rendered_manifests_name_the_built_image() -> None:
                 spec = doc["spec"]["template"]["spec"]
                 for c in [*spec.get("initContainers", []), *spec["containers"]]:
                     assert c["image"] == chart_image(), (values.name, c["name"], c["image"])
+
+
+def test_sasl_ssl_values_against_a_secure_broker(image: str, sim_factory, unique_prefix: str, tmp_path: Path,
+                                                 container_dir: Path) -> None:
+    """ci/sasl-ssl-values.yaml for real: a broker that only lets the worker in through SASL_SSL with SCRAM-SHA-512
+    (certificate of a private CA, which the chart mounts from the kafka-tls Secret with the client certificate)
+    and a registry behind HTTP basic auth (credentials from the registry Secret). The seeding Job's steps and
+    the worker must work with nothing but the chart's env and mounts. The registry is plain HTTP here: the
+    chart has no registry CA setting, so an HTTPS registry needs a publicly trusted certificate.
+    Catches: SASL/TLS env or Secret mounts the worker or librdkafka in the image cannot use."""
+    user, password = "ingest-worker", "scram-" + secrets.token_hex(8)
+    registry_user, registry_password = "ingest", "registry-" + secrets.token_hex(8)
+    directory = tmp_path / "secure-stack"
+    listeners = prepare_secure_kafka(directory, {user: password})
+    stack = LocalStack(directory)
+    proxy = None
+    try:
+        stack.up()
+        proxy = BasicAuthProxy(directory / "proxy", stack.state.registry_port, {registry_user: registry_password})
+        proxy.start()
+        pki = listeners.pki
+        secret_data = {"kafka-credentials": Secret({"user": user, "pass": password}),
+                       "kafka-tls": Secret({"ca.crt": pki.ca_pem.read_text(), "tls.crt": pki.client_cert.read_text(),
+                                            "tls.key": pki.client_key.read_text()}),
+                       "registry-credentials": Secret({"user-info": f"{registry_user}:{registry_password}"})}
+        sim = sim_factory(symbols=20, interval=0.5, seed=18)
+        port = free_port()
+        docs = render(f'kafka.bootstrapServers="{listeners.sasl_ssl}"', f'schemaRegistry.url="{proxy.url}"',
+                      f'config.wsUrl="{sim.ws_url}"', f'config.restUrl="{sim.http_url}"',
+                      f'config.topicPrefix="{unique_prefix}"', f"config.metricsPort={port}",
+                      values=(CHART / "ci" / "sasl-ssl-values.yaml",))
+        job_spec = one(docs, "Job")["spec"]["template"]["spec"]
+        for step in [*job_spec.get("initContainers", []), *job_spec["containers"]]:
+            done = run(f"bi-sasl-seed-{step['name']}", step, job_spec, docs, secret_data, container_dir,
+                       detach=False)
+            assert not isinstance(done, PodRun)
+            assert done.returncode == 0, f"{step['name']} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        seeded_symbols = len(read_all(stack.bootstrap_servers, f"{unique_prefix}.symbols"))  # the Job writes them too
+        pod_spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+        pod = run("bi-sasl-worker", pod_spec["containers"][0], pod_spec, docs, secret_data, container_dir)
+        assert isinstance(pod, PodRun)
+        try:
+            ready_s = pod.wait_probe("readinessProbe", 120)
+            time.sleep(2.0)
+            code, took = pod.stop(pod_spec["terminationGracePeriodSeconds"])
+            lines = log_lines(pod)
+            text = pod.logs()
+        finally:
+            pod.remove()
+        assert code == 0 and took < pod_spec["terminationGracePeriodSeconds"]
+        stopped = event(lines, "worker stopped")
+        assert stopped["failed"] == 0
+        # Read back on the broker's PLAINTEXT listener, decoded with the registry's schemas.
+        records = accounting.read_tickers(stack.bootstrap_servers, stack.registry_url, f"{unique_prefix}.ticker")
+        symbols = len(read_all(stack.bootstrap_servers, f"{unique_prefix}.symbols")) - seeded_symbols
+        assert records, "nothing produced through SASL_SSL"
+        assert stopped["acked"] == len(records) + symbols, (stopped, len(records), symbols)
+        for secret in (password, registry_password):
+            assert secret not in text, "a secret appears in the worker log"
+        print(f"\n[container/sasl_ssl] seed Job ok; worker ready in {ready_s:.1f}s through SASL_SSL/SCRAM-SHA-512 + "
+              f"registry basic auth; exit 0 after {took:.1f}s; acked {stopped['acked']} = ticker {len(records)} "
+              f"+ symbols {symbols}")
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        stack.down()
