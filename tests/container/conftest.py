@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.container.pod import REPO, podman, skip_unless_runtime
 from tests.helm.tooling import CHART, helm_binary
@@ -17,8 +18,6 @@ BUILD_TIMEOUT_S = 1800  # cold: Debian base (mmdebstrap) + pip from PyPI on 2 bu
 
 def chart_image() -> str:
     """The image reference the chart renders by default: <repository>:<appVersion>."""
-    import yaml
-
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     repository = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
     return f"{repository}:{app_version}"

@@ -92,7 +92,9 @@ class PodRun:
         return self.state().get("Running", False)
 
     def logs(self) -> str:
-        return podman("logs", self.name, check=False).stdout + podman("logs", self.name, check=False).stderr
+        """The container's stdout and stderr (the worker logs JSON lines to stderr)."""
+        out = podman("logs", self.name, check=False)
+        return out.stdout + out.stderr
 
     def wait_probe(self, probe: str, timeout_s: float) -> float:
         """Seconds from the container's start until the probe answered 200 (fails if the container exits)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ingest.devstack.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
 from ingest.devstack.stack import LocalStack, free_port
@@ -34,8 +35,6 @@ STREAM = "!miniTicker@arr"  # served by the simulator by default (the whole-mark
 
 def render(*sets: str, values: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     """`helm template` of the chart with --set-json overrides (release rel, namespace market)."""
-    import yaml
-
     args = template_args(values, sets, KUBE_VERSIONS[-1])
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 

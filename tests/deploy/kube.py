@@ -108,8 +108,9 @@ class KubeApiServer:
         raise RuntimeError(f"kube-apiserver not ready in {timeout_s}s:\n{self.log_tail('kube-apiserver')}")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = (self.dir / f"{name}.log").open("wb")
-        self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        with (self.dir / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+            self._procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL))
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.dir / f"{name}.log"
@@ -176,7 +177,7 @@ class KubeApiServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             got = self.ok("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = {c["type"]: c["status"] for c in got.get("status", {}).get("conditions", [])}
+            conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []}
             if conditions.get("Established") == "True":
                 return
             time.sleep(0.2)
