@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # The worker image. Build it with `scripts/build-image` (podman or docker; it also provides a Debian-built base
 # where python:3.12-slim cannot be pulled), or `docker build -t binance-ingest:0.1.0 .` at the repository root.
-# Stage 1 builds the project's wheel and installs it with every dependency into a virtualenv; stage 2 copies
-# only that virtualenv onto a clean base, so pip, its caches, the sources and any build tooling stay out.
+# Stage 1 builds the project's wheel and installs it with every dependency into a virtualenv, then removes
+# pip and setuptools from it; stage 2 copies only that virtualenv onto a clean base, so installers, caches,
+# the sources and any build tooling stay out.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -21,6 +22,7 @@ COPY ingest/ ingest/
 RUN --mount=type=secret,id=ca-bundle,required=false \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && /opt/venv/bin/pip install --no-compile /src \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

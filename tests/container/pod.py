@@ -207,14 +207,18 @@ def podman_args(container: dict[str, Any], pod_spec: dict[str, Any], docs: list[
 
 
 def run(name: str, container: dict[str, Any], pod_spec: dict[str, Any], docs: list[dict[str, Any]],
-        secrets: dict[str, Secret], workdir: Path, detach: bool = True,
+        secrets: dict[str, Secret], workdir: Path, detach: bool = True, image_healthcheck: bool = False,
         timeout: float = 300) -> PodRun | subprocess.CompletedProcess[str]:
-    """Start the container (detached: a PodRun) or run it to completion (the finished process)."""
+    """Start the container (detached: a PodRun) or run it to completion (the finished process).
+
+    Kubernetes ignores the image's HEALTHCHECK (probes replace it), so it is off unless ``image_healthcheck``
+    (then `podman healthcheck run` can execute it inside the container).
+    """
     podman("rm", "--force", "--time", "0", name, check=False)
     image = container["image"]  # the chart's image reference, e.g. binance-ingest:0.1.0 (scripts/build-image's tag)
     args = podman_args(container, pod_spec, docs, secrets, workdir / name)  # one directory per container
     tail = [*container.get("command", [])[1:], *container.get("args", [])]
-    cmd = ["run", "--name", name, *args]
+    cmd = ["run", "--name", name, *args, *([] if image_healthcheck else ["--no-healthcheck"])]
     if detach:
         pod = PodRun(name, container, pod_spec, cmd=[*cmd, "--detach", image, *tail])
         pod.started_at = time.monotonic()

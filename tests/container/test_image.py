@@ -73,7 +73,7 @@ def test_image_holds_the_venv_and_nothing_of_the_source_tree(image: str) -> None
     """Catches: an editable install (sources needed at run time), tests/bench/caches or build tools in the
     final image, a root user, a HEALTHCHECK lost by an OCI-format build."""
     script = r"""
-import importlib.metadata as md, json, os, shutil, sys
+import importlib.metadata as md, importlib.util, json, os, shutil, sys
 import ingest, ingest.avro as avro
 dist = md.distribution("binance-ingest")
 direct = dist.read_text("direct_url.json")
@@ -89,6 +89,7 @@ for top in ("/", ):
                         "__editable__") or path.startswith(("/src", "/app", "/root/.cache", "/tmp/")):
                 found.append(path)
 found += [tool for tool in ("gcc", "cc", "c++", "make", "ld") if shutil.which(tool)]
+found += [module for module in ("pip", "setuptools") if importlib.util.find_spec(module)]
 print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "ingest": ingest.__file__, "direct_url": direct,
                   "schemas": sorted(p.name for p in avro.SCHEMA_DIR.glob("*.avsc")), "found": found,
                   "python": sys.version.split()[0], "wget": shutil.which("wget"), "curl": shutil.which("curl")}))
@@ -124,7 +125,7 @@ def test_worker_runs_as_the_chart_runs_it(image: str, stack_endpoints, sim_facto
     container = next(c for c in pod_spec["containers"] if c["name"] == "worker")
     assert container["image"] == image
     grace = pod_spec["terminationGracePeriodSeconds"]
-    pod = run(f"bi-worker-{unique_prefix[:11]}", container, pod_spec, docs, {}, container_dir)
+    pod = run(f"bi-worker-{unique_prefix[:11]}", container, pod_spec, docs, {}, container_dir, image_healthcheck=True)
     assert isinstance(pod, PodRun)
     try:
         startup_s = pod.wait_probe("startupProbe", 60)
