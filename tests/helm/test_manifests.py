@@ -160,7 +160,7 @@ def test_dashboard_configmap_is_for_the_grafana_sidecar() -> None:
     docs = render(ci_values("monitoring"))
     dashboard = next(cm for cm in by_kind(docs, "ConfigMap") if cm["metadata"]["name"].endswith("-dashboard"))
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["namespace"] == "market", "the release namespace (a fresh cluster has no other)"
     assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Market data"}
     assert json.loads(dashboard["data"]["binance-ingest.json"]) == json.loads(dashboard_file.read_text())
 
