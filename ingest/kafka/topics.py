@@ -20,8 +20,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from ingest import metrics
 from ingest.avro import Encoder
 from ingest.binance.events import RecordError, Reject, dead_letter_headers, symbol_info_value
-from ingest.config import Settings
+from ingest.config import ConfigError, Settings
 from ingest.kafka.producer import KafkaSink
+from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,26 @@ def client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings (bootstrap, SASL, TLS...) for clients that are not the producer: admin, group member."""
     conf = {k: v for k, v in settings.kafka_properties.items() if not k.startswith(("linger", "batch", "compression"))}
     conf["bootstrap.servers"] = settings.bootstrap_servers
+    conf["logger"] = librdkafka_logger()  # librdkafka's lines through our handler (structured, rate-limited)
     return conf
 
 
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))
+
+
+def topics_or_config_error(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """``ensure_topics``, with a refusal that retrying cannot fix (replication factor above the broker count,
+    a policy violation, no authorization) turned into one line for the user; outages are raised as they are."""
+    try:
+        return ensure_topics(admin, settings, timeout_s)
+    except KafkaException as exc:
+        if kafka_unreachable(exc):
+            raise
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise ConfigError(f"Kafka {settings.bootstrap_servers} refused the topics under {settings.topic_prefix!r}: "
+                          f"{reason}") from None
 
 
 def ensure_topics(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:

@@ -12,10 +12,12 @@ import logging
 
 from ingest import avro
 from ingest import config as config_mod
-from ingest.binance.rest import RestClient
+from ingest.binance.rest import RestClient, RestError
+from ingest.config import ConfigError
 from ingest.kafka.producer import KafkaSink
-from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, publish_symbols
+from ingest.kafka.topics import KnownSymbols, admin_client, publish_symbols, topics_or_config_error
 from ingest.logs import setup_logging
+from ingest.worker import probe_registry
 
 log = logging.getLogger("ingest.topics")
 
@@ -38,10 +40,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _seed(settings: config_mod.Settings, strict: bool) -> int:
-    warnings = ensure_topics(admin_client(settings), settings)
+    # Read-only steps first, so an unreachable Binance or a wrong registry URL changes nothing.
+    try:
+        info = await RestClient(settings).exchange_info()
+    except (RestError, OSError) as exc:
+        raise ConfigError(f"Binance REST {settings.rest_url} unreachable ({exc}); nothing was created. Check the "
+                          "network and --rest-url") from None
     client = avro.make_client(settings.schema_registry_url, settings.schema_registry_user_info)
+    try:
+        probe_registry(client, settings.schema_registry_url)
+    except Exception as exc:
+        if isinstance(exc, ConfigError) or not avro.is_retryable(exc):
+            raise
+        raise ConfigError(f"Schema Registry {settings.schema_registry_url} unreachable ({type(exc).__name__}); "
+                          "nothing was created") from None
+    warnings = topics_or_config_error(admin_client(settings), settings, timeout_s=30.0)
     encoders = avro.register_schemas(client, {"symbols": settings.topic("symbols")})
-    info = await RestClient(settings).exchange_info()
     known = KnownSymbols()
     changes = known.update(info)
     sink = KafkaSink(settings)
