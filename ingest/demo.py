@@ -91,11 +91,13 @@ def _check_binance(settings: Settings) -> None:
 
 
 def _start_sim(args: argparse.Namespace, log_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    # --exit-on-stdin-eof: the simulator ends with the demo even when the demo is killed with SIGKILL.
     cmd = [sys.executable, "-m", "ingest.cli", "sim", "--host", "127.0.0.1", "--port", "0",
-           "--symbols", str(args.sim_symbols)]
+           "--symbols", str(args.sim_symbols), "--exit-on-stdin-eof"]
     if args.exchange_info:
         cmd += ["--exchange-info", args.exchange_info]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(log_dir / "sim.log").open("w"), text=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=(log_dir / "sim.log").open("w"), text=True)
     ws_url = http_url = ""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (ws_url and http_url):
