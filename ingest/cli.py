@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ingest.demo", "stack + simulator + worker + a live view of what lands in Kafka"),
     "topics": ("ingest.kafka.topics_cli", "topic seeding from exchangeInfo (for CI/CD)"),
     "schemas": ("ingest.schemas_cli", "register schemas or check their compatibility with the registry"),
+    "check": ("ingest.check", "dry run of a configuration: settings, Kafka, registry, Binance REST, streams"),
 }
 
 
