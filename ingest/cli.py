@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("ingest.kafka.topics_cli", "topic seeding from exchangeInfo (for CI/CD)"),
     "schemas": ("ingest.schemas_cli", "register schemas or check their compatibility with the registry"),
     "check": ("ingest.check", "dry run of a configuration: settings, Kafka, registry, Binance REST, streams"),
+    "tail": ("ingest.tail", "print a topic's records decoded through the registry (JSON lines or a table)"),
 }
 
 
