@@ -335,6 +335,15 @@ def validate(s: Settings) -> None:
         raise ConfigError("--buffer-max-messages must be at least 1")
     if s.rotate_after_s <= 0:
         raise ConfigError("--rotate-after-s must be positive")
+    for flag, value in (("--stale-timeout-s", s.stale_timeout_s), ("--shutdown-grace-s", s.shutdown_grace_s)):
+        if value < 0:
+            raise ConfigError(f"{flag} must be >= 0")
+    if s.exchange_info_refresh_s <= 0:
+        raise ConfigError("--exchange-info-refresh-s must be positive")
+    if s.max_frame_bytes < 1:
+        raise ConfigError("--max-frame-bytes must be at least 1")
+    if s.ticker_retention_ms < 1 and s.ticker_retention_ms != -1:
+        raise ConfigError("--ticker-retention-ms must be positive, or -1 for unlimited")
     if not 0 <= s.metrics_port <= 65535:
         raise ConfigError("--metrics-port must be a port number (0 picks a free one)")
     if s.coordination == "kafka" and not s.combined:

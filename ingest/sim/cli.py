@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed_prices = None
     if args.interval < 0.001:
         raise ConfigError("--interval must be at least 0.001 s")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError("--port must be a port number (0 picks a free one)")
+    if args.symbols is not None and args.symbols < 1:
+        raise ConfigError("--symbols must be at least 1")
     try:
         faults = [parse_cli_fault(spec) for spec in args.fault]
     except FaultError as exc:
@@ -112,5 +117,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"ingest sim: listening on {ws_url} and {http_url} ({source})", file=sys.stderr, flush=True)
 
     sim = Simulator(cfg)
-    asyncio.run(sim.run(ready))
+    try:
+        asyncio.run(sim.run(ready))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}; pick another --port "
+                          "(0 = a free one) or --host") from None
     return 0
