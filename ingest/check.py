@@ -37,7 +37,7 @@ from ingest.binance import streams as stream_names
 from ingest.binance.rest import RestClient, RestError
 from ingest.config import ConfigError, Settings
 from ingest.kafka.producer import producer_config
-from ingest.kafka.topics import client_config, topic_specs
+from ingest.kafka.topics import client_config, kafka_unreachable, topic_specs
 
 DEFAULT_TIMEOUT_S = 10.0
 STREAMS_SHOWN = 20
@@ -83,12 +83,13 @@ class Report:
 
     def summary(self) -> None:
         failed = sum(1 for status, _, _ in self.lines if status == "FAIL")
-        warned = sum(1 for status, _, _ in self.lines if status == "warn")
+        count = sum(1 for status, _, _ in self.lines if status == "warn")
+        warnings = f"{count} warning{'' if count == 1 else 's'}"
         if failed:
-            print(f"check: {failed} failed, {warned} warnings: 'ingest run' would not start as configured "
+            print(f"check: {failed} failed, {warnings}: 'ingest run' would not start as configured "
                   f"(exit {self.exit_code})", file=self.out, flush=True)
         else:
-            print(f"check: 'ingest run' would start ({warned} warnings)", file=self.out, flush=True)
+            print(f"check: 'ingest run' would start ({warnings})", file=self.out, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,8 +219,9 @@ def _topics(settings: Settings, conf: dict[str, Any], metadata: ClusterMetadata,
         what = f"topic {new.topic}"
         try:
             futures[new.topic].result(timeout=timeout_s)
-        except KafkaException as exc:
-            report.fail(what, f"missing, and the broker would refuse to create it: {_kafka_reason(exc)}")
+        except KafkaException as exc:  # a refusal (replication factor, policy, ACL) is what run exits 2 for
+            report.fail(what, f"missing, and the broker would refuse to create it: {_kafka_reason(exc)}",
+                        config=not kafka_unreachable(exc))
             continue
         policy = (new.config or {}).get("cleanup.policy", "delete")
         report.ok(what, f"missing; 'ingest run' creates it ({new.num_partitions} partitions, "
@@ -332,7 +334,10 @@ def _exchange_info(settings: Settings, report: Report, timeout_s: float) -> dict
 
 
 def _streams(settings: Settings, exchange_info: dict[str, Any] | None, report: Report, list_all: bool) -> None:
-    """The concrete streams, whether they fit the connection budget, and symbols that would never send."""
+    """The concrete streams, whether they fit the connection budget, and symbols that would never send.
+
+    Like ``ingest run``: a symbol exchangeInfo does not list is a typo and fails (exit 2); a listed symbol that
+    is not TRADING is a warning, since it streams again when it trades again."""
     if exchange_info is None and stream_names.needs_exchange_info(settings.streams):
         report.fail("streams", "patterns cannot be expanded without exchangeInfo (see the binance REST line)")
         return
@@ -356,7 +361,7 @@ def _streams(settings: Settings, exchange_info: dict[str, Any] | None, report: R
 
 
 def _unknown_symbols(streams: list[str], exchange_info: dict[str, Any], report: Report) -> None:
-    """Binance accepts a subscription to any name and then sends nothing: say so before the worker waits."""
+    """Binance accepts a subscription to any name and then sends nothing: name each such stream."""
     status: Callable[[str], str | None] = {
         str(s.get("symbol")): str(s.get("status")) for s in exchange_info.get("symbols", []) if isinstance(s, dict)
     }.get
@@ -366,7 +371,7 @@ def _unknown_symbols(streams: list[str], exchange_info: dict[str, Any], report: 
         symbol = stream_names.symbol(name)
         state = status(symbol)
         if state is None:
-            report.warn(f"stream {name}", f"symbol {symbol} is not in exchangeInfo: Binance will send nothing "
-                                          "on it (typo, or delisted?)")
+            report.fail(f"stream {name}", f"symbol {symbol} is not in exchangeInfo: Binance would send nothing "
+                                          "on it; check the spelling ('ingest run' refuses it)", config=True)
         elif state != "TRADING":
             report.warn(f"stream {name}", f"symbol {symbol} is {state}, not TRADING: no updates until it trades")

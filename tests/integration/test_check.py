@@ -131,14 +131,17 @@ def test_incompatible_registered_schema_fails_and_registers_nothing(stack_endpoi
     assert created_under(stack_endpoints, unique_prefix) == ([], [subject])
 
 
-def test_unknown_and_not_trading_symbols_are_warnings(stack_endpoints, sim, unique_prefix):
+def test_unknown_symbol_fails_and_not_trading_symbol_warns(stack_endpoints, sim, unique_prefix):
     result = run_check(stack_endpoints, sim, unique_prefix, "--streams",
                        "btcusdt@ticker,nosuchcoin@ticker,bccbtc@miniTicker")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "symbol NOSUCHCOIN is not in exchangeInfo" in line(result, "warn  stream nosuchcoin@ticker:")
+    assert result.returncode == 2, result.stdout + result.stderr  # as 'ingest run' refuses a symbol not listed
+    assert "symbol NOSUCHCOIN is not in exchangeInfo" in line(result, "FAIL  stream nosuchcoin@ticker:")
     assert "symbol BCCBTC is BREAK, not TRADING" in line(result, "warn  stream bccbtc@miniTicker:")
     assert "btcusdt@ticker:" not in result.stdout
-    assert result.stdout.rstrip().endswith("check: 'ingest run' would start (2 warnings)")
+    listed = run_check(stack_endpoints, sim, unique_prefix, "--streams", "btcusdt@ticker,bccbtc@miniTicker")
+    assert listed.returncode == 0, listed.stdout
+    assert listed.stdout.rstrip().endswith("check: 'ingest run' would start (1 warning)")
+    assert created_under(stack_endpoints, unique_prefix) == ([], [])
 
 
 def test_symbols_topic_that_is_not_compacted_fails(stack_endpoints, sim, unique_prefix):
@@ -183,3 +186,12 @@ def test_patterns_that_need_too_many_connections_are_a_config_error(stack_endpoi
                        "--max-streams-per-connection", "2", "--max-connections", "2")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "streams need 4 connections of at most 2 streams" in line(result, "FAIL  streams:")
+
+
+def test_topics_the_broker_would_refuse_fail_without_being_created(stack_endpoints, sim, unique_prefix):
+    """A validate-only CreateTopics sees what the broker would refuse (here: more replicas than brokers)."""
+    result = run_check(stack_endpoints, sim, unique_prefix, "--topic-replication-factor", "3")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "missing, and the broker would refuse to create it:" in line(
+        result, f"FAIL  topic {unique_prefix}.ticker:")
+    assert created_under(stack_endpoints, unique_prefix) == ([], [])
