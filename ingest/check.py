@@ -86,10 +86,10 @@ class Report:
         count = sum(1 for status, _, _ in self.lines if status == "warn")
         warnings = f"{count} warning{'' if count == 1 else 's'}"
         if failed:
-            print(f"check: {failed} failed, {warnings}: 'ingest run' would not start as configured "
+            print(f"check: {failed} failed, {warnings}: the worker would not start as configured "
                   f"(exit {self.exit_code})", file=self.out, flush=True)
         else:
-            print(f"check: 'ingest run' would start ({warnings})", file=self.out, flush=True)
+            print(f"check: the worker would start ({warnings})", file=self.out, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +224,7 @@ def _topics(settings: Settings, conf: dict[str, Any], metadata: ClusterMetadata,
                         config=not kafka_unreachable(exc))
             continue
         policy = (new.config or {}).get("cleanup.policy", "delete")
-        report.ok(what, f"missing; 'ingest run' creates it ({new.num_partitions} partitions, "
+        report.ok(what, f"missing; the worker creates it ({new.num_partitions} partitions, "
                         f"cleanup.policy={policy})")
 
 
@@ -294,12 +294,12 @@ def _registry(settings: Settings, report: Report) -> None:
         what = f"schema {result.subject}"
         file = avro.SCHEMA_FILES[result.kind]
         if result.status == "new":
-            report.ok(what, f"not registered yet; 'ingest run' registers {file}")
+            report.ok(what, f"not registered yet; the worker registers {file}")
         elif result.ok:
             report.ok(what, f"{file} is compatible with the registered latest version")
         else:
-            report.fail(what, f"{file} is incompatible with the registered latest version; 'ingest run' "
-                              "would be refused (see docs/schemas.md)")
+            report.fail(what, f"{file} is incompatible with the registered latest version; the worker's "
+                              "registration would be refused (see docs/schemas.md)")
 
 
 def _registry_failure(url: str, exc: Exception, report: Report) -> None:
@@ -372,6 +372,6 @@ def _unknown_symbols(streams: list[str], exchange_info: dict[str, Any], report: 
         state = status(symbol)
         if state is None:
             report.fail(f"stream {name}", f"symbol {symbol} is not in exchangeInfo: Binance would send nothing "
-                                          "on it; check the spelling ('ingest run' refuses it)", config=True)
+                                          "on it; check the spelling (the worker refuses it)", config=True)
         elif state != "TRADING":
             report.warn(f"stream {name}", f"symbol {symbol} is {state}, not TRADING: no updates until it trades")

@@ -62,7 +62,7 @@ def test_good_configuration_exits_0_and_creates_nothing(stack_endpoints, sim, un
     assert "Traceback" not in result.stderr
     assert "FAIL" not in result.stdout
     line(result, "ok    kafka: 1 broker(s)")
-    line(result, f"ok    topic {unique_prefix}.symbols: missing; 'ingest run' creates it (6 partitions, "
+    line(result, f"ok    topic {unique_prefix}.symbols: missing; the worker creates it (6 partitions, "
                  "cleanup.policy=compact)")
     line(result, f"ok    schema {unique_prefix}.ticker-value: not registered yet")
     line(result, "ok    binance REST: exchangeInfo from")
@@ -70,7 +70,7 @@ def test_good_configuration_exits_0_and_creates_nothing(stack_endpoints, sim, un
     assert "ok    streams: 5 stream(s) on 1 connection(s)" in result.stdout
     for stream in ("!miniTicker@arr", "btcusdt@ticker", "ethusdt@ticker", "1inchusdt@ticker", "shibusdt@ticker"):
         assert f"      {stream}\n" in result.stdout
-    assert result.stdout.rstrip().endswith("check: 'ingest run' would start (0 warnings)")
+    assert result.stdout.rstrip().endswith("check: the worker would start (0 warnings)")
     assert created_under(stack_endpoints, unique_prefix) == ([], [])
 
 
@@ -140,7 +140,7 @@ def test_unknown_symbol_fails_and_not_trading_symbol_warns(stack_endpoints, sim,
     assert "btcusdt@ticker:" not in result.stdout
     listed = run_check(stack_endpoints, sim, unique_prefix, "--streams", "btcusdt@ticker,bccbtc@miniTicker")
     assert listed.returncode == 0, listed.stdout
-    assert listed.stdout.rstrip().endswith("check: 'ingest run' would start (1 warning)")
+    assert listed.stdout.rstrip().endswith("check: the worker would start (1 warning)")
     assert created_under(stack_endpoints, unique_prefix) == ([], [])
 
 
