@@ -20,7 +20,10 @@ def test_readyz_names_the_registry_while_start_up_waits_for_it(sim_factory, work
                                 registry=registry)
 
         def registry_named() -> bool:
-            status, body = worker.get("/readyz")
+            try:
+                status, body = worker.get("/readyz")
+            except OSError:  # the metrics server is not up yet
+                return False
             return status == 503 and f"registry: {registry} unreachable" in body
 
         worker.wait_for(registry_named, 60, "/readyz naming the registry")
