@@ -47,6 +47,8 @@ TABLE_FIELDS = ("close_price", "price_change_percent", "open_price", "high_price
                 "quote_volume", "status", "base_asset", "quote_asset")
 """Value fields shown as table columns, when the record has them (a full Ticker has 25 fields)."""
 TABLE_HEADER_EVERY = 40
+MIN_WIDTHS = {"key": 12, "payload": 0, **{name: 16 for name in TABLE_FIELDS}}
+"""Room for usual symbols and decimals from the first row on, so a streamed table rarely has to widen."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -233,10 +235,11 @@ class TablePrinter:
         if columns != self.columns or self.rows % TABLE_HEADER_EVERY == 0:
             self.columns = columns
             for name in columns:
-                self.widths[name] = max(self.widths.get(name, 0), len(name), len(cells[name]))
+                self.widths[name] = max(self.widths.get(name, 0), MIN_WIDTHS.get(name, 0), len(name),
+                                        len(cells[name]))
             self._line({name: name for name in columns})
-        for name in columns:
-            self.widths[name] = max(self.widths.get(name, len(name)), len(cells[name]))
+        for name in columns:  # a wider cell widens its column from here on (the header follows at its next print)
+            self.widths[name] = max(self.widths[name], len(cells[name]))
         self._line(cells)
         self.rows += 1
 
