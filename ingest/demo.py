@@ -32,6 +32,7 @@ from ingest.config import ConfigError, Settings
 from ingest.devstack.cli import default_state_dir
 from ingest.devstack.jars import StackError
 from ingest.devstack.stack import LocalStack, free_port
+from ingest.logs import librdkafka_logger
 
 COUNTERS = ("records_produced_total", "duplicates_suppressed_total", "deadletter_total", "ws_reconnects_total",
             "records_dropped_total")
@@ -249,7 +250,7 @@ def _live_view(stack: LocalStack, settings: Settings, args: argparse.Namespace, 
     decoder = Decoder(stack.registry_url)
     consumer = Consumer({"bootstrap.servers": stack.bootstrap_servers, "group.id": f"demo-view-{os.getpid()}",
                          "auto.offset.reset": "latest", "enable.auto.commit": False,
-                         "topic.metadata.refresh.interval.ms": 2000})
+                         "topic.metadata.refresh.interval.ms": 2000, "logger": librdkafka_logger()})
     topics = [settings.topic("miniticker"), settings.topic("ticker")]
     latest: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
