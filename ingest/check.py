@@ -86,8 +86,9 @@ class Report:
         count = sum(1 for status, _, _ in self.lines if status == "warn")
         warnings = f"{count} warning{'' if count == 1 else 's'}"
         if failed:
-            print(f"check: {failed} failed, {warnings}: the worker would not start as configured "
-                  f"(exit {self.exit_code})", file=self.out, flush=True)
+            why = "the worker would refuse this configuration" if self.exit_code == 2 else \
+                "the worker would not start (or would wait) until the FAIL lines are fixed"
+            print(f"check: {failed} failed, {warnings}: {why} (exit {self.exit_code})", file=self.out, flush=True)
         else:
             print(f"check: the worker would start ({warnings})", file=self.out, flush=True)
 

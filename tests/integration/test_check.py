@@ -97,7 +97,18 @@ def test_unreachable_kafka_fails_with_exit_1(stack_endpoints, sim, unique_prefix
     assert len(result.stderr.splitlines()) < 5, "librdkafka's own log lines must not flood the report"
     line(result, "ok    registry:")  # the other checks still ran
     line(result, "ok    binance REST:")
+    assert result.stdout.rstrip().endswith("check: 1 failed, 0 warnings: the worker would not start (or would wait) "
+                                           "until the FAIL lines are fixed (exit 1)")
     assert created_under(stack_endpoints, unique_prefix) == ([], [])
+
+
+def test_unreachable_registry_fails_with_exit_1(stack_endpoints, sim, unique_prefix):
+    dead = f"http://127.0.0.1:{free_port()}{CCOMPAT}"
+    result = run_check(stack_endpoints, sim, unique_prefix, registry=dead)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert line(result, "FAIL  registry:").startswith(f"FAIL  registry: {dead} unreachable:")
+    assert "schema " not in result.stdout  # nothing to compare against
+    line(result, f"ok    topic {unique_prefix}.ticker: missing; the worker creates it")
 
 
 def test_registry_url_without_the_ccompat_path_is_a_config_error(stack_endpoints, sim, unique_prefix):
