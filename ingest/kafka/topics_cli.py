@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import logging
 
+from confluent_kafka import KafkaException
+
 from ingest import avro
 from ingest import config as config_mod
 from ingest.binance.rest import RestClient, RestError
@@ -54,7 +56,13 @@ async def _seed(settings: config_mod.Settings, strict: bool) -> int:
             raise
         raise ConfigError(f"Schema Registry {settings.schema_registry_url} unreachable ({type(exc).__name__}); "
                           "nothing was created") from None
-    warnings = topics_or_config_error(admin_client(settings), settings, timeout_s=30.0)
+    try:
+        warnings = topics_or_config_error(admin_client(settings), settings, timeout_s=30.0)
+    except KafkaException as exc:  # unreachable (refusals are ConfigErrors already): one line, nothing created
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise ConfigError(f"Kafka {settings.bootstrap_servers} unreachable ({reason}); nothing was created. Check "
+                          "--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS") from None
     encoders = avro.register_schemas(client, {"symbols": settings.topic("symbols")})
     known = KnownSymbols()
     changes = known.update(info)

@@ -82,6 +82,10 @@ CASES = [
     Case("negative-timeout", ["run", *RUN_OK, "--stale-timeout-s", "-1"], r"--stale-timeout-s must be >= 0"),
     Case("replication", ["topics", "seed", "--rest-url", "{http}", "--topic-prefix", "{prefix}",
                          "--topic-replication-factor", "99"], r"refused the topics .*[Rr]eplication"),
+    Case("schemas-no-ccompat", ["schemas", "check", "--schema-registry-url", "{registry_root}"],
+         r"^ingest schemas: .*GET /subjects answered 404.*/apis/ccompat/v7"),
+    Case("kafka-down-seed", ["topics", "seed", "--rest-url", "{http}", "--topic-prefix", "{prefix}",
+                             "--bootstrap-servers", "{dead_hostport}"], r"Kafka 127\.0\.0\.1:\d+ unreachable.*--bootstrap-servers"),
     Case("schemas-not-url", ["schemas", "register", "--schema-registry-url", "not-a-url"], r"is not a http/https URL"),
     Case("demo-duration", ["demo", "--duration", "-1"], r"--duration must be >= 0"),
     Case("demo-streams", ["demo", "--streams", "btcusdt@trade"], r"--streams: unsupported stream"),
@@ -110,7 +114,7 @@ def busy_port() -> Iterator[int]:
 
 
 def _dead_url() -> str:
-    with socket.socket() as sock:  # bound, never listening: connections are refused
+    with socket.socket() as sock:  # a free port nothing listens on: connections are refused
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
@@ -142,7 +146,9 @@ def test_the_table_has_at_least_15_distinct_mistakes():
 
 def test_user_mistakes_are_one_line_exit_2_without_side_effects(sim, busy_port, stack_endpoints, tmp_path):
     before_topics, before_subjects = _state(stack_endpoints)
-    fill = {"ws": sim.ws_url, "http": sim.http_url, "busy_port": str(busy_port), "dead_url": _dead_url(),
+    dead_url = _dead_url()
+    fill = {"ws": sim.ws_url, "http": sim.http_url, "busy_port": str(busy_port), "dead_url": dead_url,
+            "dead_hostport": dead_url.removeprefix("http://"),
             "registry_root": stack_endpoints.registry_url.removesuffix("/apis/ccompat/v7")}
     if fill["registry_root"] == stack_endpoints.registry_url:
         pytest.skip("the registry under test is not Apicurio's ccompat path; the 404 case does not apply")
