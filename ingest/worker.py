@@ -191,7 +191,7 @@ class Worker:
         topics = {kind: s.topic(kind) for kind in ("miniticker", "ticker", "symbols")}
         client = avro.make_client(s.schema_registry_url, s.schema_registry_user_info)
         await avro.retry_with_backoff_async(
-            lambda: probe_registry(client, s.schema_registry_url), what="schema registry",
+            lambda: probe_registry(client, s.schema_registry_url), what="schema registration",
             initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=self._waiting("registry", s))
         encoders = await avro.retry_with_backoff_async(
             lambda: avro.register_schemas(client, topics), what="schema registration",
