@@ -37,6 +37,8 @@ BLOCKS = bash_blocks((ROOT / "README.md").read_text())
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # Like the servers (which bind with SO_REUSEADDR): a previous block's connections in TIME_WAIT are no conflict.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
