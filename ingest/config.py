@@ -314,9 +314,8 @@ def validate(s: Settings) -> None:
     _check_streams(s.streams)
     _check_url("--ws-url", s.ws_url, ("wss", "ws"))
     _check_url("--rest-url", s.rest_url, ("https", "http"))
-    if s.schema_registry_url:
-        _check_url("--schema-registry-url", s.schema_registry_url, ("http", "https"),
-                   " (Apicurio: http://host:port/apis/ccompat/v7)")
+    for url in _csv(s.schema_registry_url):  # the registry client accepts a comma list of URLs
+        _check_url("--schema-registry-url", url, ("http", "https"), " (Apicurio: http://host:port/apis/ccompat/v7)")
     for server in _csv(s.bootstrap_servers):
         if not _HOST_PORT.match(server.split("://")[-1]):
             raise ConfigError(f"--bootstrap-servers: {server!r} is not host:port (e.g. 127.0.0.1:9092)")
