@@ -131,9 +131,11 @@ class RateLimitFilter(logging.Filter):
     differ only in numbers (ports, milliseconds, attempt counts) are the same message.
     """
 
-    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 only: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.interval_s = interval_s
+        self.only = only  # limit only these messages (empty: all of the logger's)
         self._clock = clock
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # key -> (last passed at, suppressed since)
 
@@ -142,6 +144,8 @@ class RateLimitFilter(logging.Filter):
             text = record.getMessage()
         except Exception:
             text = str(record.msg)
+        if self.only and text not in self.only:
+            return True
         key = (record.name, record.levelno, _VARIABLE.sub("#", text + str(getattr(record, "reason", ""))))
         now = self._clock()
         last = self._seen.get(key)
@@ -156,8 +160,9 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
-RATE_LIMITED_LOGGERS = ("ingest.kafka.librdkafka", "ingest.kafka.producer")
-"""Loggers of Kafka client errors, which repeat for as long as an outage lasts."""
+RATE_LIMITED: dict[str, tuple[str, ...]] = {"ingest.kafka.librdkafka": (), "ingest.kafka.producer": ("producer error",)}
+"""Kafka client errors, which repeat for as long as an outage lasts: every line of librdkafka, and the producer's
+error callback. (Not the producer's per-record lines: each lost record is logged, on purpose.)"""
 
 
 def librdkafka_logger() -> logging.Logger:
@@ -187,11 +192,11 @@ def setup_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None 
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in RATE_LIMITED_LOGGERS:
+    for name, only in RATE_LIMITED.items():
         logger = logging.getLogger(name)
         for old_filter in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
             logger.removeFilter(old_filter)
-        logger.addFilter(RateLimitFilter())
+        logger.addFilter(RateLimitFilter(only=only))
     # Libraries that log every frame or request at INFO/DEBUG would drown the worker's own events.
     for noisy in ("websockets", "urllib3", "asyncio", "httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -131,3 +131,17 @@ def test_rate_limit_filter_passes_one_line_per_distinct_message_per_interval_wit
     assert [getattr(r, "suppressed", 0) for r in passed] == [0, 59, 59]
     now[0] += 1
     assert limiter.filter(record("a different error"))  # distinct messages are not held back by each other
+
+
+def test_rate_limit_can_be_narrowed_to_some_messages():
+    import logging
+
+    from ingest.logs import RateLimitFilter
+
+    limiter = RateLimitFilter(interval_s=30.0, clock=lambda: 0.0, only=("producer error",))
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("ingest.kafka.producer", logging.WARNING, "", 0, msg, None, None)
+
+    assert [limiter.filter(record("producer error")) for _ in range(3)] == [True, False, False]
+    assert all(limiter.filter(record("record not delivered")) for _ in range(3))  # one line per lost record
