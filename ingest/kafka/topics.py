@@ -8,7 +8,9 @@ warning naming the setting, because changing partitions of a keyed topic moves k
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +62,21 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    """An AdminClient whose librdkafka log lines reach our logger while it lives.
+
+    With ``logger=``, librdkafka hands its lines over only when the client is polled, and nothing polls an admin
+    client that blocks in a metadata request: an authentication or TLS failure would stay unseen. A daemon
+    thread polls it until the client is garbage (it holds only a weak reference between polls).
+    """
+    admin = AdminClient(client_config(settings))
+    threading.Thread(target=_serve_admin_logs, args=(weakref.ref(admin),), name="admin-logs", daemon=True).start()
+    return admin
+
+
+def _serve_admin_logs(ref: weakref.ReferenceType[AdminClient]) -> None:
+    while (admin := ref()) is not None:
+        admin.poll(0.5)
+        del admin
 
 
 def topics_or_config_error(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:
