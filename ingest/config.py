@@ -300,7 +300,8 @@ def _check_streams(streams: list[str]) -> None:
     """Validate concrete stream names now, before anything is created; patterns wait for exchangeInfo."""
     from ingest.binance import streams as stream_names  # imports this module: import here, not at the top
 
-    concrete = [name for name in streams if not stream_names.is_pattern(name)]
+    # Whatever only exchangeInfo can expand (patterns, and in newer code the retired !ticker@arr) waits for it.
+    concrete = [name for name in streams if not stream_names.needs_exchange_info([name])]
     try:
         stream_names.expand(concrete)
     except ConfigError as exc:
