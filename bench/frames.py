@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.sim.market import Market, SymbolState, load_seed_prices
-from ingest.sim.settings import DEFAULT_EXCHANGE_INFO, DEFAULT_SEED_PRICES
+from ingest.sim.settings import CAPTURED_EXCHANGE_INFO, DEFAULT_SEED_PRICES
 from ingest.sim.universe import Universe
 
 STREAMS = {"miniticker": "!miniTicker@arr", "ticker": "!ticker@arr"}
@@ -27,7 +27,7 @@ class Frame:
 
 def make_frames(kind: str, count: int, tickers_per_frame: int = 2000, seed: int = 7) -> list[Frame]:
     """``count`` combined-stream array frames of ``tickers_per_frame`` tickers each, event times increasing."""
-    universe = Universe.load(DEFAULT_EXCHANGE_INFO, symbols=tickers_per_frame)
+    universe = Universe.load(CAPTURED_EXCHANGE_INFO, symbols=tickers_per_frame)
     seeds = load_seed_prices(DEFAULT_SEED_PRICES) if DEFAULT_SEED_PRICES.exists() else None
     market = Market(universe, seed=seed, seed_values=seeds)
     render = RENDER[kind]

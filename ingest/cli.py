@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from ingest import __version__
 from ingest.config import ConfigError
@@ -23,26 +24,48 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ingest.demo", "stack + simulator + worker + a live view of what lands in Kafka"),
     "topics": ("ingest.kafka.topics_cli", "topic seeding from exchangeInfo (for CI/CD)"),
     "schemas": ("ingest.schemas_cli", "register schemas or check their compatibility with the registry"),
+    "check": ("ingest.check", "dry run of a configuration: settings, Kafka, registry, Binance REST, streams"),
+    "tail": ("ingest.tail", "print a topic's records decoded through the registry (JSON lines or a table)"),
 }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line naming the (sub)command and where its usage is.
+
+    argparse's default prints the whole usage first (30 lines for ``ingest run``), which buries the one line
+    that matters; ``--help`` still shows everything.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     """Build the parser: one subparser per entry of SUBCOMMANDS, arguments defined by the owning module."""
-    parser = argparse.ArgumentParser(prog="ingest", description="Binance spot market data -> Avro -> Kafka connector.")
+    parser, mains, _ = _build()
+    return parser, mains
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable], dict[str, argparse.ArgumentParser]]:
+    parser = OneLineParser(prog="ingest", description="Binance spot market data -> Avro -> Kafka connector.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     mains: dict[str, Callable] = {}
+    parsers: dict[str, argparse.ArgumentParser] = {}
     for name, (module_name, help_line) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_line, description=help_line)
         module.add_arguments(sub_parser)
         mains[name] = module.main
-    return parser, mains
+        parsers[name] = sub_parser
+    return parser, mains, parsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, mains = build_parser()
-    args = parser.parse_args(argv)
+    parser, mains, parsers = _build()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, so the message names 'ingest run', not 'ingest'
+        parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(mains[args.command](args) or 0)
     except ConfigError as exc:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -129,6 +131,9 @@ OPTIONS: tuple[Option, ...] = (
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 KAFKA_ENV_PREFIX = "INGEST_KAFKA_"
 """``INGEST_KAFKA_SASL_MECHANISM=SCRAM-SHA-512`` becomes librdkafka's ``sasl.mechanism``."""
+OTHER_ENV_VARS = ("INGEST_STACK_DIR", "INGEST_STACK_CACHE", "INGEST_STACK_KAFKA_HEAP", "INGEST_STACK_REGISTRY_HEAP")
+"""``INGEST_*`` variables read by other commands (the local stack, ``ingest stack``/``demo``), not worker options:
+a shell that exports them for ``ingest stack`` must still be able to run ``ingest run``."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +217,14 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
                                   "help": f"{opt.doc} [env {opt.env_var}; default {opt.default!r}]"}
         if opt.choices:
             kwargs["choices"] = opt.choices
+            kwargs["type"] = _choice_case(opt)
         parser.add_argument(opt.flag, **kwargs)
+
+
+def _choice_case(opt: Option) -> Callable[[str], str]:
+    """Choices are matched case-insensitively (``--log-level debug``): no choice differs only by case."""
+    by_folded = {choice.casefold(): choice for choice in opt.choices}
+    return lambda raw: by_folded.get(raw.strip().casefold(), raw)
 
 
 def env_vars() -> list[str]:
@@ -227,6 +239,8 @@ def _convert(opt: Option, raw: Any, origin: str) -> Any:
         value = opt.parse(raw)
     except ValueError as exc:
         raise ConfigError(f"{origin}: invalid value {raw!r} ({exc})") from None
+    if opt.choices:
+        value = _choice_case(opt)(value)
     if opt.choices and value not in opt.choices:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(opt.choices)}")
     return value
@@ -253,7 +267,7 @@ def read_properties(path: Path) -> dict[str, str]:
 def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings: defaults, then environment, then flags; then check them as a whole."""
     environ = os.environ if environ is None else environ
-    known_env = set(env_vars())
+    known_env = set(env_vars()) | set(OTHER_ENV_VARS)
     unknown = sorted(
         k for k in environ
         if k.startswith("INGEST_") and k not in known_env and not k.startswith(KAFKA_ENV_PREFIX)
@@ -286,10 +300,50 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
 _OWNED_KAFKA_KEYS = {"enable.idempotence", "acks", "partitioner", "bootstrap.servers"}
 
 
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+
+
+def _check_url(flag: str, url: str, schemes: tuple[str, ...], hint: str = "") -> None:
+    """A URL option must be absolute with one of ``schemes`` and a host: ``not-a-url`` fails here, in one
+    line, instead of deep inside a client library after topics were created."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme.lower() not in schemes or not parts.hostname or not port_ok:
+        example = f"{schemes[0]}://host:port{hint}"
+        raise ConfigError(f"{flag}: {url!r} is not a {'/'.join(schemes)} URL (expected e.g. {example})")
+
+
+def _check_streams(streams: list[str]) -> None:
+    """Validate concrete stream names now, before anything is created; patterns wait for exchangeInfo."""
+    from ingest.binance import streams as stream_names  # imports this module: import here, not at the top
+
+    # Whatever only exchangeInfo can expand (patterns, and in newer code the retired !ticker@arr) waits for it.
+    concrete = [name for name in streams if not stream_names.needs_exchange_info([name])]
+    try:
+        stream_names.expand(concrete)
+    except ConfigError as exc:
+        raise ConfigError(f"--streams: {exc}") from None
+
+
 def validate(s: Settings) -> None:
     """Reject contradictory or impossible combinations with a one-line reason."""
     if not s.streams:
         raise ConfigError("--streams: at least one stream is required")
+    _check_streams(s.streams)
+    _check_url("--ws-url", s.ws_url, ("wss", "ws"))
+    _check_url("--rest-url", s.rest_url, ("https", "http"))
+    for url in _csv(s.schema_registry_url):  # the registry client accepts a comma list of URLs
+        _check_url("--schema-registry-url", url, ("http", "https"), " (Apicurio: http://host:port/apis/ccompat/v7)")
+    for server in _csv(s.bootstrap_servers):
+        if not _HOST_PORT.match(server.split("://")[-1]):
+            raise ConfigError(f"--bootstrap-servers: {server!r} is not host:port (e.g. 127.0.0.1:9092)")
+    if not _TOPIC_PREFIX.match(s.topic_prefix) or s.topic_prefix in {".", ".."}:
+        raise ConfigError(f"--topic-prefix: {s.topic_prefix!r} is not a legal Kafka topic name part "
+                          "(letters, digits, '.', '_', '-')")
     if not 1 <= s.max_streams_per_connection <= 1024:
         raise ConfigError("--max-streams-per-connection must be between 1 and 1024 (Binance's limit)")
     if s.max_connections < 1:
@@ -309,6 +363,15 @@ def validate(s: Settings) -> None:
         raise ConfigError("--buffer-max-messages must be at least 1")
     if s.rotate_after_s <= 0:
         raise ConfigError("--rotate-after-s must be positive")
+    for flag, value in (("--stale-timeout-s", s.stale_timeout_s), ("--shutdown-grace-s", s.shutdown_grace_s)):
+        if value < 0:
+            raise ConfigError(f"{flag} must be >= 0")
+    if s.exchange_info_refresh_s <= 0:
+        raise ConfigError("--exchange-info-refresh-s must be positive")
+    if s.max_frame_bytes < 1:
+        raise ConfigError("--max-frame-bytes must be at least 1")
+    if s.ticker_retention_ms < 1 and s.ticker_retention_ms != -1:
+        raise ConfigError("--ticker-retention-ms must be positive, or -1 for unlimited")
     if not 0 <= s.metrics_port <= 65535:
         raise ConfigError("--metrics-port must be a port number (0 picks a free one)")
     if s.coordination == "kafka" and not s.combined:
@@ -341,7 +404,11 @@ def markdown() -> str:
         "Generated from `ingest/config.py` by `python -m ingest.config > docs/configuration.md`; do not edit.",
         "",
         "Every option of `ingest run` has a flag and an environment variable; flags win over the environment,",
-        "the environment over defaults. Unknown `INGEST_*` variables are an error at start.",
+        "the environment over defaults. Unknown `INGEST_*` variables are an error at start (the local stack's",
+        "`INGEST_STACK_DIR`, `INGEST_STACK_CACHE`, `INGEST_STACK_KAFKA_HEAP` and `INGEST_STACK_REGISTRY_HEAP` are",
+        "known). Choices are case-insensitive (`--log-level debug`). A wrong value is one line and exit code 2",
+        "before anything is created; concrete `--streams` are checked when the settings load, and per-symbol",
+        "streams whose symbol exchangeInfo does not list are refused at start.",
         "",
         "| flag | environment | default | meaning |",
         "|---|---|---|---|",

@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -118,6 +120,57 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+_VARIABLE = re.compile(r"\d+")
+
+
+class RateLimitFilter(logging.Filter):
+    """One line per distinct message per ``interval_s``; the next one that passes carries ``suppressed=N``.
+
+    librdkafka retries an unreachable broker every few hundred milliseconds and logs every attempt (584 lines
+    in 25 s); the first line says all there is to say, and the count says it is still going on. Messages that
+    differ only in numbers (ports, milliseconds, attempt counts) are the same message.
+    """
+
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 only: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.only = only  # limit only these messages (empty: all of the logger's)
+        self._clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # key -> (last passed at, suppressed since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if self.only and text not in self.only:
+            return True
+        key = (record.name, record.levelno, _VARIABLE.sub("#", text + str(getattr(record, "reason", ""))))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.suppressed = last[1]
+        if len(self._seen) > 1000:  # bounded: many distinct messages are kept for one interval at most
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval_s}
+        self._seen[key] = (now, 0)
+        return True
+
+
+RATE_LIMITED: dict[str, tuple[str, ...]] = {"ingest.kafka.librdkafka": (), "ingest.kafka.producer": ("producer error",)}
+"""Kafka client errors, which repeat for as long as an outage lasts: every line of librdkafka, and the producer's
+error callback. (Not the producer's per-record lines: each lost record is logged, on purpose.)"""
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger handed to every Producer, AdminClient and Consumer (``logger=``): librdkafka's own lines then
+    go through our handler (JSON with --log-format json, redacted, rate-limited) instead of raw to stderr."""
+    return logging.getLogger("ingest.kafka.librdkafka")
+
+
 def setup_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
     """Configure the root logger once per process (calling again replaces our handler, never stacks it).
 
@@ -139,6 +192,11 @@ def setup_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None 
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name, only in RATE_LIMITED.items():
+        logger = logging.getLogger(name)
+        for old_filter in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
+            logger.removeFilter(old_filter)
+        logger.addFilter(RateLimitFilter(only=only))
     # Libraries that log every frame or request at INFO/DEBUG would drown the worker's own events.
     for noisy in ("websockets", "urllib3", "asyncio", "httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -18,7 +18,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
@@ -29,6 +37,11 @@ log = logging.getLogger(__name__)
 PREFIX = "binance_ingest_"
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The worker's own registry, so tests and embedded uses never see metrics of other libraries."""
+# The process collector's process_* series (CPU seconds, resident memory, open fds, start time): what a dashboard
+# needs to see a leak or a busy loop, without node-level metrics.
+ProcessCollector(registry=REGISTRY)
+# No `<counter>_created` series: they double the number of series and no dashboard or alert uses them.
+disable_created_metrics()
 
 # Event lag spans milliseconds (healthy) to minutes (Kafka outage, backlog replay). Fine steps up to 250 ms so
 # that a p99 near the 50 ms goal can be stated from the histogram (with 50/100/250 only, it was interpolation).

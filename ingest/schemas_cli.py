@@ -13,6 +13,7 @@ import sys
 
 from ingest import config
 from ingest.avro import SCHEMA_FILES, check_compatibility, is_retryable, make_client, register_schemas, subject_for
+from ingest.worker import probe_registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,12 +30,17 @@ def main(args: argparse.Namespace) -> int:
     client = make_client(settings.schema_registry_url, settings.schema_registry_user_info)
     topics = {kind: settings.topic(kind) for kind in SCHEMA_FILES}
     try:
+        # A URL without Apicurio's /apis/ccompat/v7 answers 404 to every subject, which `check` would report as
+        # "new": the read-only probe turns it into one line (exit 2) first.
+        probe_registry(client, settings.schema_registry_url)
         if args.action == "register":
             encoders = register_schemas(client, topics)
             for kind, encoder in encoders.items():
                 print(f"{subject_for(topics[kind])}: {SCHEMA_FILES[kind]} registered, id {encoder.schema_id}")
             return 0
         results = check_compatibility(client, topics)
+    except config.ConfigError:
+        raise
     except Exception as exc:
         what = "unreachable" if is_retryable(exc) else "refused the request"
         print(f"ingest schemas {args.action}: registry {settings.schema_registry_url} {what}: "

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from ingest import avro, metrics
@@ -35,9 +36,9 @@ from ingest.kafka.topics import (
     KnownSymbols,
     admin_client,
     client_config,
-    ensure_topics,
     kafka_unreachable,
     publish_symbols,
+    topics_or_config_error,
 )
 from ingest.logs import setup_logging
 from ingest.pipeline import Pipeline
@@ -61,6 +62,40 @@ def main(args: argparse.Namespace) -> int:
     config_mod.require_kafka(settings)
     setup_logging(settings.log_format, settings.log_level)
     return asyncio.run(Worker(settings).run())
+
+
+def probe_registry(client: Any, url: str) -> None:
+    """One read-only request (GET /subjects): a wrong URL fails here in one line, before anything is registered.
+
+    Connection errors and 5xx are raised as they are (the caller retries them: an outage at start is a wait).
+    """
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        client.get_subjects()
+    except SchemaRegistryError as exc:
+        if avro.is_retryable(exc):
+            raise
+        hint = ("; Apicurio serves the Confluent API under /apis/ccompat/v7"
+                if exc.http_status_code == 404 and "/apis/ccompat/" not in url else "")
+        detail = f" ({exc.error_message})" if exc.error_message else ""
+        raise ConfigError(f"--schema-registry-url {url}: GET /subjects answered {exc.http_status_code}{detail}{hint}"
+                          ) from None
+
+
+def check_symbols_exist(streams: list[str], exchange_info: dict[str, Any], rest_url: str) -> None:
+    """A per-symbol stream whose symbol exchangeInfo does not list at all is a typo: refuse it at start.
+
+    (Binance would accept the subscription and send nothing, and the stale timeout would reconnect forever.)
+    A listed symbol that is not TRADING is accepted: it streams again when it trades again.
+    """
+    listed = {str(entry.get("symbol", "")).upper() for entry in exchange_info.get("symbols", ())}
+    unknown = [name for name in streams
+               if name not in stream_names.ALL_MARKET and stream_names.symbol(name) not in listed]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise ConfigError(f"--streams: {unknown[0]}{more}: symbol {stream_names.symbol(unknown[0])} is not in "
+                          f"exchangeInfo of {rest_url}; check the spelling (e.g. btcusdt@ticker)")
 
 
 def _registry_retryable(exc: BaseException) -> bool:
@@ -88,10 +123,11 @@ class Worker:
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
         self._skipped: set[str] = set()  # exchangeInfo symbols that cannot be stream names, warned about once
+        self._start_wait = ""  # what start-up is waiting for (readiness reason), e.g. the registry being down
 
     # ----- readiness -----
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        reasons = []
+        reasons = [self._start_wait] if self._start_wait else []
         extra: dict[str, Any] = {}
         coordinator = self.coordinator
         if coordinator is not None:
@@ -119,7 +155,11 @@ class Worker:
         metrics.set_build_info()
         metrics.SHARDS_OWNED.set(1 if s.coordination == "off" else 0)
         server = metrics.MetricsServer(s.metrics_host, s.metrics_port, self.readiness)
-        self.metrics_port = server.start()
+        try:
+            self.metrics_port = server.start()
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {s.metrics_port} on {s.metrics_host}: {exc.strerror}; pick a free "
+                              "port with --metrics-port (0 = any free port)") from None
         log.info("worker starting", extra={"metrics_port": self.metrics_port, "settings": s.redacted()})
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,15 +189,24 @@ class Worker:
 
     async def _start(self) -> None:
         s = self.settings
+        # Read-only checks first: a mistake (unknown symbol, wrong registry path) stops the start before any topic
+        # is created or schema registered.
+        exchange_info = await self._exchange_info_at_start()
+        wanted_streams = self._expand(exchange_info)
+        check_symbols_exist(wanted_streams, exchange_info, s.rest_url)
         topics = {kind: s.topic(kind) for kind in ("miniticker", "ticker", "symbols")}
         client = avro.make_client(s.schema_registry_url, s.schema_registry_user_info)
+        await avro.retry_with_backoff_async(
+            lambda: probe_registry(client, s.schema_registry_url), what="schema registration",
+            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=self._waiting("registry", s))
         encoders = await avro.retry_with_backoff_async(
             lambda: avro.register_schemas(client, topics), what="schema registration",
-            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=_registry_retryable)
+            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s, retryable=self._waiting("registry", s))
+        self._start_wait = ""
         admin = admin_client(s)
-        await avro.retry_with_backoff_async(lambda: ensure_topics(admin, s, timeout_s=10.0), what="topic seeding",
-                                            initial_s=s.backoff_initial_s, max_s=s.backoff_max_s,
-                                            retryable=kafka_unreachable)
+        await avro.retry_with_backoff_async(lambda: topics_or_config_error(admin, s, timeout_s=10.0),
+                                            what="topic seeding", initial_s=s.backoff_initial_s,
+                                            max_s=s.backoff_max_s, retryable=kafka_unreachable)
         if s.coordination == "kafka":
             shards = await avro.retry_with_backoff_async(
                 lambda: ensure_coordination_topic(admin, s), what="coordination topic",
@@ -165,8 +214,7 @@ class Worker:
             self.coordinator = ShardCoordinator(s, client_config(s), shards, self._on_shards_changed)
             metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
-        exchange_info = await self._exchange_info_at_start()
-        self._set_all_streams(self._expand(exchange_info))
+        self._set_all_streams(wanted_streams)
         retired = [name for name in s.streams if name.strip() in stream_names.RETIRED_ALL_MARKET]
         if retired and not s.literal_ticker_arr:
             pattern, since = stream_names.RETIRED_ALL_MARKET[retired[0].strip()]
@@ -183,15 +231,30 @@ class Worker:
                                    refusal=self.refusal)
 
     async def _exchange_info_at_start(self) -> dict[str, Any]:
-        """exchangeInfo, waited for while Binance refuses this location (HTTP 451): the process stays up with
-        /readyz naming the refusal, and the REST client holds every request for --location-refused-retry-s,
-        so this loop retries slowly. Other failures end the start as before."""
+        """exchangeInfo before anything else. While Binance refuses this location (HTTP 451) the process stays
+        up with /readyz naming the refusal, and the REST client holds every request for
+        --location-refused-retry-s, so this loop retries slowly. When Binance cannot be reached at all, one line
+        naming the URL ends the start."""
         while True:
             try:
                 return await self.rest.exchange_info()
             except RestError as exc:
-                if exc.status != 451:
-                    raise
+                if exc.status == 451:
+                    continue
+                raise ConfigError(f"Binance REST {self.settings.rest_url} unreachable at start ({exc}); check the "
+                                  "network and --rest-url") from None
+            except OSError as exc:
+                raise ConfigError(f"Binance REST {self.settings.rest_url} unreachable at start ({exc}); check the "
+                                  "network and --rest-url") from None
+
+    def _waiting(self, what: str, s: Settings) -> Callable[[BaseException], bool]:
+        """A ``retryable`` for start-up retries that also tells /readyz what start-up waits for."""
+        def retryable(exc: BaseException) -> bool:
+            ok = _registry_retryable(exc)
+            if ok:
+                self._start_wait = f"{what}: {s.schema_registry_url} unreachable ({type(exc).__name__})"
+            return ok
+        return retryable
 
     async def _serve(self) -> None:
         assert self.source is not None

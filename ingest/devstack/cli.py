@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ingest.config import ConfigError
 from ingest.devstack.jars import APICURIO_VERSION, KAFKA_VERSION, StackError
 from ingest.devstack.stack import LocalStack
 
@@ -28,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for flag, port in (("--kafka-port", args.kafka_port), ("--registry-port", args.registry_port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{flag} must be a port number (0 picks a free one)")
+    if args.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
     stack = LocalStack(args.state_dir)
     try:
         if args.action == "up":

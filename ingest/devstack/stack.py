@@ -94,7 +94,9 @@ class LocalStack:
         return f"http://{HOST}:{self.state.registry_port}{REGISTRY_API}"
 
     def env_lines(self) -> str:
-        return f"KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}\nSCHEMA_REGISTRY_URL={self.registry_url}\n"
+        """``export K=V`` lines, so ``eval "$(ingest stack up)"`` sets them for every later command."""
+        return (f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}\n"
+                f"export SCHEMA_REGISTRY_URL={self.registry_url}\n")
 
     # ----- state file -----
     @property

@@ -29,6 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest import metrics
 from ingest.config import Settings
+from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class KafkaSink:
         self._conf = producer_config(settings)
         self._conf["error_cb"] = self._on_error
         self._conf["stats_cb"] = self._on_stats
-        self._conf["logger"] = logging.getLogger("ingest.kafka.librdkafka")
+        self._conf["logger"] = librdkafka_logger()
         self._producer = producer_factory(self._conf)
         self.in_flight = 0
         self.acked = 0

@@ -8,7 +8,9 @@ warning naming the setting, because changing partitions of a keyed topic moves k
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from ingest import metrics
 from ingest.avro import Encoder
 from ingest.binance.events import RecordError, Reject, dead_letter_headers, symbol_info_value
-from ingest.config import Settings
+from ingest.config import ConfigError, Settings
 from ingest.kafka.producer import KafkaSink
+from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,40 @@ def client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings (bootstrap, SASL, TLS...) for clients that are not the producer: admin, group member."""
     conf = {k: v for k, v in settings.kafka_properties.items() if not k.startswith(("linger", "batch", "compression"))}
     conf["bootstrap.servers"] = settings.bootstrap_servers
+    conf["logger"] = librdkafka_logger()  # librdkafka's lines through our handler (structured, rate-limited)
     return conf
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    """An AdminClient whose librdkafka log lines reach our logger while it lives.
+
+    With ``logger=``, librdkafka hands its lines over only when the client is polled, and nothing polls an admin
+    client that blocks in a metadata request: an authentication or TLS failure would stay unseen. A daemon
+    thread polls it until the client is garbage (it holds only a weak reference between polls).
+    """
+    admin = AdminClient(client_config(settings))
+    threading.Thread(target=_serve_admin_logs, args=(weakref.ref(admin),), name="admin-logs", daemon=True).start()
+    return admin
+
+
+def _serve_admin_logs(ref: weakref.ReferenceType[AdminClient]) -> None:
+    while (admin := ref()) is not None:
+        admin.poll(0.5)
+        del admin
+
+
+def topics_or_config_error(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """``ensure_topics``, with a refusal that retrying cannot fix (replication factor above the broker count,
+    a policy violation, no authorization) turned into one line for the user; outages are raised as they are."""
+    try:
+        return ensure_topics(admin, settings, timeout_s)
+    except KafkaException as exc:
+        if kafka_unreachable(exc):
+            raise
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise ConfigError(f"Kafka {settings.bootstrap_servers} refused the topics under {settings.topic_prefix!r}: "
+                          f"{reason}") from None
 
 
 def ensure_topics(admin: AdminClient, settings: Settings, timeout_s: float = 30.0) -> list[str]:

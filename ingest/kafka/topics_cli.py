@@ -10,12 +10,16 @@ import argparse
 import asyncio
 import logging
 
+from confluent_kafka import KafkaException
+
 from ingest import avro
 from ingest import config as config_mod
-from ingest.binance.rest import RestClient
+from ingest.binance.rest import RestClient, RestError
+from ingest.config import ConfigError
 from ingest.kafka.producer import KafkaSink
-from ingest.kafka.topics import KnownSymbols, admin_client, ensure_topics, publish_symbols
+from ingest.kafka.topics import KnownSymbols, admin_client, publish_symbols, topics_or_config_error
 from ingest.logs import setup_logging
+from ingest.worker import probe_registry
 
 log = logging.getLogger("ingest.topics")
 
@@ -38,10 +42,28 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _seed(settings: config_mod.Settings, strict: bool) -> int:
-    warnings = ensure_topics(admin_client(settings), settings)
+    # Read-only steps first, so an unreachable Binance or a wrong registry URL changes nothing.
+    try:
+        info = await RestClient(settings).exchange_info()
+    except (RestError, OSError) as exc:
+        raise ConfigError(f"Binance REST {settings.rest_url} unreachable ({exc}); nothing was created. Check the "
+                          "network and --rest-url") from None
     client = avro.make_client(settings.schema_registry_url, settings.schema_registry_user_info)
+    try:
+        probe_registry(client, settings.schema_registry_url)
+    except Exception as exc:
+        if isinstance(exc, ConfigError) or not avro.is_retryable(exc):
+            raise
+        raise ConfigError(f"Schema Registry {settings.schema_registry_url} unreachable ({type(exc).__name__}); "
+                          "nothing was created") from None
+    try:
+        warnings = topics_or_config_error(admin_client(settings), settings, timeout_s=30.0)
+    except KafkaException as exc:  # unreachable (refusals are ConfigErrors already): one line, nothing created
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        raise ConfigError(f"Kafka {settings.bootstrap_servers} unreachable ({reason}); nothing was created. Check "
+                          "--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS") from None
     encoders = avro.register_schemas(client, {"symbols": settings.topic("symbols")})
-    info = await RestClient(settings).exchange_info()
     known = KnownSymbols()
     changes = known.update(info)
     sink = KafkaSink(settings)

@@ -22,7 +22,9 @@ reasons). Metrics whose name starts with `binance_ingest_kafka_` come from librd
 malformed frames, frames delayed at the exchange (lag rises to ~10 s), then the exchange goes away. Rendered by
 `python -m ingest.observability.panels_png` from the run's Prometheus data.*
 
-Histograms are exposed as `NAME_bucket` (with label `le`), `NAME_sum` and `NAME_count`.
+Histograms are exposed as `NAME_bucket` (with label `le`), `NAME_sum` and `NAME_count`; counters have no
+`_created` series. Next to these, `/metrics` carries the standard `process_*` metrics of prometheus_client's process
+collector (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, ...).
 Buckets: `event_lag_seconds` {lag}; `produce_latency_seconds` {produce}.
 
 | metric | type | labels | meaning |

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
@@ -23,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=d.port, help="port; 0 picks a free one (default %(default)s)")
     src = parser.add_argument_group("data source")
     src.add_argument("--exchange-info", metavar="FILE",
-                     help=f"recorded exchangeInfo: generate live-looking data for its symbols "
-                          f"(default {DEFAULT_EXCHANGE_INFO} when neither this nor --replay is given)")
+                     help="recorded exchangeInfo: generate live-looking data for its symbols (default: the "
+                          "package's real 2021 excerpt, 250 TRADING symbols, when neither this nor --replay is given)")
     src.add_argument("--replay", metavar="FILE", help="replay recorded frames from a JSON Lines file")
     src.add_argument("--replay-timing", choices=("event", "fast"), default=d.replay_timing,
                      help="follow the frames' E ('event') or send as fast as clients read ('fast')")
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--replay-start-clients", type=int, default=d.replay_start_clients,
                      help="start the replay when this many connections have subscribed (default %(default)s)")
     src.add_argument("--symbols", type=int, help="number of TRADING symbols to generate (fewer or more than "
-                                                  "recorded; extra ones are cloned from recorded symbols)")
+                                                  "recorded; extra ones are clones named SIM<n><BASE><QUOTE>)")
     src.add_argument("--rate", type=float, help="tickers per second over all symbols (default: every TRADING "
                                                 "symbol changes in every interval)")
     src.add_argument("--interval", type=float, default=d.interval,
@@ -79,8 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     exchange_info = args.exchange_info
     if not exchange_info and not args.replay:
-        if not DEFAULT_EXCHANGE_INFO.exists():
-            raise ConfigError(f"--exchange-info or --replay is required ({DEFAULT_EXCHANGE_INFO} not found)")
         exchange_info = str(DEFAULT_EXCHANGE_INFO)
     for label, path in (("--exchange-info", exchange_info), ("--replay", args.replay)):
         if path and not Path(path).is_file():
@@ -92,6 +91,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed_prices = None
     if args.interval < 0.001:
         raise ConfigError("--interval must be at least 0.001 s")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError("--port must be a port number (0 picks a free one)")
+    if args.symbols is not None and args.symbols < 1:
+        raise ConfigError("--symbols must be at least 1")
     try:
         faults = [parse_cli_fault(spec) for spec in args.fault]
     except FaultError as exc:
@@ -126,5 +129,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"ingest sim: listening on {ws_url} and {http_url} ({source})", file=sys.stderr, flush=True)
 
     sim = Simulator(cfg)
-    asyncio.run(sim.run(ready))
+    try:
+        asyncio.run(sim.run(ready))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}; pick another --port "
+                          "(0 = a free one) or --host") from None
     return 0

@@ -12,7 +12,11 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = REPO_ROOT.parent / "shared" / "data" / "binance-captures"
-DEFAULT_EXCHANGE_INFO = CAPTURES / "exchangeInfo-2021-10-12.json"
+DEFAULT_EXCHANGE_INFO = Path(__file__).resolve().parent / "data" / "exchangeInfo-2021-10-12-excerpt.json"
+"""What ``ingest sim`` serves without ``--exchange-info``: a real excerpt (250 TRADING symbols) shipped as package
+data, so a wheel install or a clone without ../shared runs the simulator (ingest/sim/data/SOURCES.md)."""
+CAPTURED_EXCHANGE_INFO = CAPTURES / "exchangeInfo-2021-10-12.json"
+"""The full 2021 capture (1,262 TRADING symbols), beside the clone in development only (benchmarks)."""
 DEFAULT_SEED_PRICES = CAPTURES / "ticker24hr.json"
 
 

@@ -18,6 +18,9 @@ from typing import Any
 
 import orjson
 
+CLONE_PREFIX = "SIM"
+"""Synthetic clones are named ``SIM<n><BASE><QUOTE>``; no real Binance symbol starts with SIM and a digit."""
+
 
 def decimal_to_units(text: str, precision: int) -> int:
     """'0.00010000' with precision 8 -> 10000: exact, via Decimal, because filters are decimal strings."""
@@ -81,7 +84,8 @@ class Universe:
         """Load a recorded exchangeInfo; keep every non-TRADING symbol and ``symbols`` TRADING ones.
 
         When ``symbols`` is larger than the recorded TRADING set, extra symbols are cloned from the recorded
-        ones (base asset ``<BASE><n>``), so load can be scaled past the real universe with real precisions.
+        ones, so load can be scaled past the real universe with real precisions. A clone's base asset is
+        ``SIM<n><BASE>`` (``SIM1BTCUSDT``): a user watching the demo never mistakes it for a real symbol.
         """
         document = orjson.loads(Path(path).read_bytes())
         entries = document.get("symbols", [])
@@ -94,13 +98,13 @@ class Universe:
         else:
             chosen = list(trading)
             existing = {e["symbol"] for e in entries}
-            copy_no = 2
+            copy_no = 1
             while len(chosen) < symbols and trading:
                 for template in trading:
                     if len(chosen) >= symbols:
                         break
                     clone = copy.deepcopy(template)
-                    clone["baseAsset"] = f"{template['baseAsset']}{copy_no}"
+                    clone["baseAsset"] = f"{CLONE_PREFIX}{copy_no}{template['baseAsset']}"
                     clone["symbol"] = clone["baseAsset"] + template["quoteAsset"]
                     if clone["symbol"] not in existing:
                         existing.add(clone["symbol"])

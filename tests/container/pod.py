@@ -217,7 +217,7 @@ def run(name: str, container: dict[str, Any], pod_spec: dict[str, Any], docs: li
     (then `podman healthcheck run` can execute it inside the container).
     """
     podman("rm", "--force", "--time", "0", name, check=False)
-    image = container["image"]  # the chart's image reference, e.g. binance-ingest:0.1.0 (scripts/build-image's tag)
+    image = container["image"]  # the chart's image reference, e.g. binance-ingest:0.2.0 (scripts/build-image's tag)
     args = podman_args(container, pod_spec, docs, secrets, workdir / name)  # one directory per container
     tail = [*container.get("command", [])[1:], *container.get("args", [])]
     cmd = ["run", "--name", name, *args, *([] if image_healthcheck else ["--no-healthcheck"])]

@@ -90,7 +90,8 @@ def test_stack_cli_up_twice_then_down_leaves_nothing(tmp_path):
     state = tmp_path / "stack"
     first = _ingest("stack", "up", "--state-dir", str(state))
     assert first.returncode == 0, first.stderr
-    env_lines = dict(line.split("=", 1) for line in first.stdout.splitlines())
+    assert all(line.startswith("export ") for line in first.stdout.splitlines())  # eval "$(...)" exports them
+    env_lines = dict(line.removeprefix("export ").split("=", 1) for line in first.stdout.splitlines())
     assert set(env_lines) == {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL"}
     assert env_lines["SCHEMA_REGISTRY_URL"].endswith("/apis/ccompat/v7")
     pids = _our_pids(state.resolve())

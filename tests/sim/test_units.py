@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+import ingest
 from ingest.sim import replay
 from ingest.sim.faults import FaultError, malformed_payload, parse_cli_fault
 from ingest.sim.market import (
@@ -87,7 +90,21 @@ def test_universe_scaling_keeps_names_unique() -> None:
     assert {"BCCBTC", "HSRBTC"} <= small.specs.keys()
     big = Universe.load(EXCHANGE_INFO_EXCERPT, symbols=30)
     names = [s.symbol for s in big.trading()]
-    assert len(names) == len(set(names)) == 30 and "BTC2USDT" in names
+    assert len(names) == len(set(names)) == 30 and "SIM1BTCUSDT" in names
+    recorded = {s.symbol for s in Universe.load(EXCHANGE_INFO_EXCERPT).trading()}
+    # every synthetic clone is labelled as one: SIM<n><BASE><QUOTE>; every other name is a recorded one
+    assert all(n in recorded or re.fullmatch(r"SIM\d+[A-Z0-9]+", n) for n in names)
+    assert len([n for n in names if n.startswith("SIM")]) == 30 - len(recorded)
+
+
+def test_default_exchange_info_is_package_data_with_real_names() -> None:
+    """`ingest sim` without --exchange-info serves the packaged excerpt: real names, no clones up to 250."""
+    from ingest.sim.settings import DEFAULT_EXCHANGE_INFO
+
+    assert DEFAULT_EXCHANGE_INFO.is_relative_to(Path(ingest.__file__).parent)
+    names = [s.symbol for s in Universe.load(DEFAULT_EXCHANGE_INFO, symbols=200).trading()]
+    assert len(names) == 200 and {"BTCUSDT", "ETHUSDT", "BNBUSDT"} <= set(names)
+    assert not any(n.startswith("SIM") for n in names)
 
 
 def test_event_times_strictly_increase() -> None:

@@ -166,6 +166,9 @@ class FakeRegistry:
         self.known = known or {}  # subject -> is the local schema compatible with it
         self.next_id = 40
 
+    def get_subjects(self) -> list[str]:  # the CLI's read-only probe before anything else
+        return list(self.known)
+
     def set_compatibility(self, subject_name: str, level: str) -> dict:
         self.calls.append(("config", subject_name, level))
         return {"compatibility": level}

@@ -96,3 +96,17 @@ def test_configuration_doc_is_generated_from_the_options():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == config.markdown(), "run: python -m ingest.config > docs/configuration.md"
+
+
+def test_url_and_address_checks_accept_what_the_clients_accept():
+    """The early checks refuse malformed values but nothing the clients would take (no false refusals)."""
+    from ingest.config import load
+
+    ok = load(None, environ={"SCHEMA_REGISTRY_URL": "https://a.example:8081,https://b.example:8081/apis/ccompat/v7",
+                             "KAFKA_BOOTSTRAP_SERVERS": "b-1.example:9092,[::1]:9093,SASL_SSL://b-2.example:9094",
+                             "INGEST_WS_URL": "wss://data-stream.binance.vision", "INGEST_TOPIC_PREFIX": "a-b_c.1"})
+    assert ok.topic("ticker") == "a-b_c.1.ticker"
+    for env in ({"SCHEMA_REGISTRY_URL": "registry:8081"}, {"KAFKA_BOOTSTRAP_SERVERS": "broker"},
+                {"INGEST_REST_URL": "ftp://x"}, {"INGEST_TOPIC_PREFIX": "a/b"}, {"INGEST_STREAMS": "btcusdt@depth"}):
+        with pytest.raises(ConfigError):
+            load(None, environ=env)

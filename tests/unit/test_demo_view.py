@@ -18,3 +18,12 @@ def test_render_orders_by_event_time_and_shows_change_and_counters():
     assert lines[3].startswith("BBB") and lines[4].startswith("AAA")
     assert "+10.00%" in lines[4]
     assert "records_produced_total=42" in lines[-1]
+
+
+def test_waiting_note_says_what_the_demo_waits_for():
+    from ingest.demo import waiting_note
+
+    body = '{"ready": false, "reasons": ["registry: http://r unreachable (ConnectError)"]}'
+    assert waiting_note(body, 3.2).endswith("(3s): registry: http://r unreachable (ConnectError)")
+    assert "no answer on /readyz yet" in waiting_note("", 1)
+    assert "records on their way" in waiting_note('{"ready": true, "reasons": []}', 9)

@@ -107,3 +107,41 @@ def test_no_secret_reaches_the_output(fmt: str, restore_root: None) -> None:
 ])
 def test_redact_text(raw: str, expected: str) -> None:
     assert redact_text(raw) == expected
+
+
+def test_rate_limit_filter_passes_one_line_per_distinct_message_per_interval_with_a_count():
+    import logging
+
+    from ingest.logs import RateLimitFilter
+
+    now = [0.0]
+    limiter = RateLimitFilter(interval_s=30.0, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("ingest.kafka.librdkafka", logging.ERROR, "", 0, msg, None, None)
+
+    passed = []
+    for second in range(65):  # the same error every 0.5 s for 65 s, its port and timing changing each time
+        for half in (0.0, 0.5):
+            now[0] = second + half
+            rec = record(f"127.0.0.1:{9000 + second}/bootstrap: Connect failed (after {second}ms in state CONNECT)")
+            if limiter.filter(rec):
+                passed.append(rec)
+    assert len(passed) == 3  # at 0 s, 30 s and 60 s
+    assert [getattr(r, "suppressed", 0) for r in passed] == [0, 59, 59]
+    now[0] += 1
+    assert limiter.filter(record("a different error"))  # distinct messages are not held back by each other
+
+
+def test_rate_limit_can_be_narrowed_to_some_messages():
+    import logging
+
+    from ingest.logs import RateLimitFilter
+
+    limiter = RateLimitFilter(interval_s=30.0, clock=lambda: 0.0, only=("producer error",))
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("ingest.kafka.producer", logging.WARNING, "", 0, msg, None, None)
+
+    assert [limiter.filter(record("producer error")) for _ in range(3)] == [True, False, False]
+    assert all(limiter.filter(record("record not delivered")) for _ in range(3))  # one line per lost record
