@@ -162,6 +162,7 @@ class Worker:
         exchange_info = await self.rest.exchange_info()
         self._set_all_streams(stream_names.expand(s.streams, exchange_info, s.quote_assets))
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
+        metrics.watch_runtime(asyncio.get_running_loop(), self.pipeline.state_size)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
         self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected)

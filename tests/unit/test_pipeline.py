@@ -137,3 +137,22 @@ def test_a_bad_ticker_sends_the_whole_frame_through_parse_frame():
                                                        ("t.spot.miniticker", b"BTCUSDT")]
     assert dict(sink.sent[0][4])["reason"] == b"decimal_out_of_range"
     assert pipeline.last_event["miniticker"] == {"BTCUSDT": 1000}
+
+
+def test_snapshot_records_are_counted_before_the_dedupe_and_state_size_follows_symbols():
+    """The soak's identity (bench/soak_verify.py) needs the snapshot share of duplicates_suppressed_total:
+    snapshot_records_total{topic} - records_accepted_total{source=rest_snapshot}. Catches a snapshot path that
+    stops counting what it built, and a per-symbol state that does not report its size."""
+    pipeline, _ = make()
+    topic = "t.spot.miniticker"
+    built = metrics.SNAPSHOT_RECORDS.labels(topic)
+    accepted = metrics.RECORDS_ACCEPTED.labels(topic, "rest_snapshot")
+    before = (built._value.get(), accepted._value.get())
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 5000)]), meta()))
+    entry = {"lastPrice": "2.00000000", "openPrice": "1.00000000", "highPrice": "2.00000000",
+             "lowPrice": "1.00000000", "volume": "1.00000000", "quoteVolume": "1.00000000", "closeTime": 4000}
+    run(pipeline.on_snapshot([dict(entry, symbol="BTCUSDT"), dict(entry, symbol="ETHUSDT"),
+                              dict(entry, symbol="LTCBTC")], {"miniticker"}))
+    assert built._value.get() - before[0] == 3
+    assert accepted._value.get() - before[1] == 2  # BTCUSDT's 4000 is older than the stream's 5000
+    assert pipeline.state_size() == 3
