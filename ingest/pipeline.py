@@ -169,8 +169,8 @@ class Pipeline:
         """Raw bytes to the dead-letter topic, keyed by stream, reason and context in headers."""
         metrics.DEADLETTER.labels(reject.reason).inc()
         headers = dead_letter_headers(reject, int(received_at * 1_000_000), connection_id=connection_id)
-        await self.sink.produce(self.topics["deadletter"], (reject.stream or "unknown").encode(), reject.raw,
-                                int(received_at * 1000), headers=headers)
+        await self.sink.produce(self.topics["deadletter"], (reject.stream or "unknown").encode(),
+                                events.dead_letter_value(reject), int(received_at * 1000), headers=headers)
 
 
 def _name_raw_streams(records: list[TickerRecord]) -> None:

@@ -156,3 +156,23 @@ def test_snapshot_records_are_counted_before_the_dedupe_and_state_size_follows_s
     assert built._value.get() - before[0] == 3
     assert accepted._value.get() - before[1] == 2  # BTCUSDT's 4000 is older than the stream's 5000
     assert pipeline.state_size() == 3
+
+
+def test_dead_letter_of_a_frame_above_kafkas_record_limit_is_cut_and_says_so():
+    """Found by the soak (issue 17): a 5 MiB frame (above --max-frame-bytes, below websockets' 2x limit) was
+    counted as a dead letter but its produce raised MSG_SIZE_TOO_LARGE (librdkafka's message.max.bytes is
+    1,000,000), so the frame vanished with only a log line. Catches a dead letter larger than one Kafka record."""
+    from ingest.binance.events import DEAD_LETTER_MAX_BYTES
+
+    pipeline, sink = make()
+    frame = b"[" + b'{"e":"24hrMiniTicker",' * 250_000  # 5.5 MB of invalid JSON
+    assert len(frame) > pipeline.settings.max_frame_bytes
+    run(pipeline.on_frame(frame, meta()))
+    (topic, _, value, _, headers), = sink.sent
+    assert topic == "t.spot.deadletter"
+    assert len(value) == DEAD_LETTER_MAX_BYTES < 1_000_000 and value == frame[:DEAD_LETTER_MAX_BYTES]
+    assert dict(headers)["truncated_from"] == str(len(frame)).encode()
+    assert dict(headers)["reason"] == b"frame_too_large"
+    small = b"[" + b'{"e":' * 10
+    run(pipeline.on_frame(small, meta()))
+    assert sink.sent[-1][2] == small and "truncated_from" not in dict(sink.sent[-1][4])
