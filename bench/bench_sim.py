@@ -36,7 +36,8 @@ def cpu_seconds(pid: int) -> float:
 def start_sim(exchange_info: Path, symbols: int | None, interval: float) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "ingest.cli", "sim", "--port", "0", "--exchange-info", str(exchange_info),
            "--interval", str(interval), "--seed", "1", "--seed-prices", "none", "--duration", "300",
-           "--exit-on-stdin-eof", "--max-queue-frames", "100000"]
+           "--exit-on-stdin-eof", "--max-queue-frames", "100000",
+           "--serve-retired-streams"]  # !ticker@arr is measured as before its retirement
     if symbols:
         cmd += ["--symbols", str(symbols)]
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:

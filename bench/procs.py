@@ -67,7 +67,8 @@ class Child:
 class Sim(Child):
     def __init__(self, log_dir: Path, *flags: str) -> None:
         super().__init__("sim", [sys.executable, "-m", "ingest.cli", "sim", "--port", "0", "--seed", "1",
-                                 "--exit-on-stdin-eof", "--max-queue-frames", "1000000", *flags], log_dir)
+                                 "--exit-on-stdin-eof", "--max-queue-frames", "1000000",
+                                 "--serve-retired-streams", *flags], log_dir)  # benchmarks measure !ticker@arr
         assert self.proc.stdout is not None
         self.ws_url = self.proc.stdout.readline().strip()
         self.http_url = self.proc.stdout.readline().strip()

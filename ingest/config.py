@@ -56,9 +56,13 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("streams", ["!miniTicker@arr"], "Comma list of streams: '!miniTicker@arr', '!ticker@arr', "
-           "'<symbol>@miniTicker', '<symbol>@ticker', or a pattern '@ticker' / '@miniTicker' meaning every "
-           "TRADING symbol (narrowed by --quote-assets).", _csv),
+    Option("streams", ["!miniTicker@arr"], "Comma list of streams: '!miniTicker@arr', '<symbol>@miniTicker', "
+           "'<symbol>@ticker', or a pattern '@ticker' / '@miniTicker' meaning every TRADING symbol (narrowed by "
+           "--quote-assets). '!ticker@arr' (retired by Binance on 2026-03-26) is served as '@ticker' over every "
+           "TRADING symbol unless --literal-ticker-arr.", _csv),
+    Option("literal_ticker_arr", False, "Subscribe '!ticker@arr' as it is instead of serving it per symbol: only "
+           "for an exchange or a replay that still sends it (Binance accepts it but sends nothing since "
+           "2026-03-26).", _bool),
     Option("quote_assets", [], "Comma list of quote assets (e.g. USDT) that narrow '@ticker'/'@miniTicker' "
            "patterns; empty means all.", _csv),
     Option("ws_url", "wss://stream.binance.com:9443", "Base URL of Binance's WebSocket market streams."),
@@ -78,7 +82,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_host", "0.0.0.0", "Address the /metrics, /healthz and /readyz server binds to."),
     Option("metrics_port", 9108, "Port of the metrics server; 0 picks a free port and logs it.", int),
     Option("max_streams_per_connection", 1024, "Streams per WebSocket connection (Binance allows 1024).", int),
-    Option("max_connections", 5, "WebSocket connections this worker may hold at once (Binance: 5 per IP).",
+    Option("max_connections", 5, "WebSocket connections this worker may hold at once; our own caution (Binance "
+           "documents no per-IP limit on open connections, only on attempts), one is kept free for rotations.",
            int),
     Option("exchange_info_refresh_s", 600.0, "Seconds between exchangeInfo refreshes (listings/delistings).",
            float),
@@ -88,7 +93,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("rotate_after_s", 23 * 3600.0, "Replace a connection (make before break) after this long; Binance "
            "closes connections at 24 h.", float),
     Option("backoff_initial_s", 1.0, "First reconnect delay (exponential backoff with full jitter).", float),
-    Option("backoff_max_s", 60.0, "Cap of the reconnect delay.", float),
+    Option("backoff_max_s", 5.0, "Cap of the reconnect delay after ordinary closes and errors (Binance's "
+           "reference: reconnect within 1-5 s).", float),
+    Option("backoff_slow_s", 60.0, "Cap of the delay after the exchange says slow down (close 1008, HTTP "
+           "429/403/418 on the handshake without Retry-After): drawn from [1/2, 1] x this.", float),
+    Option("location_refused_retry_s", 300.0, "Seconds between attempts while Binance refuses this location "
+           "(HTTP 451 on the WebSocket handshake or REST): slow on purpose, a restricted region does not change "
+           "by retrying.", float),
+    Option("max_connection_attempts", 300, "WebSocket connection attempts allowed per "
+           "--connection-attempt-window-s (Binance: 300 per 5 minutes per IP); over it the worker waits. "
+           "Replicas sharing an egress IP should split it.", int),
+    Option("connection_attempt_window_s", 300.0, "Sliding window of --max-connection-attempts, in seconds.",
+           float),
     Option("buffer_max_messages", 100_000, "Records the producer may hold unacknowledged before the buffer "
            "policy applies.", int),
     Option("buffer_policy", "block", "What to do when the producer buffer is full.",
@@ -121,6 +137,7 @@ class Settings:
 
     streams: list[str] = field(default_factory=lambda: ["!miniTicker@arr"])
     quote_assets: list[str] = field(default_factory=list)
+    literal_ticker_arr: bool = False
     ws_url: str = "wss://stream.binance.com:9443"
     rest_url: str = "https://api.binance.com"
     combined: bool = True
@@ -140,7 +157,11 @@ class Settings:
     stale_timeout_s: float = 0.0
     rotate_after_s: float = 23 * 3600.0
     backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
+    backoff_max_s: float = 5.0
+    backoff_slow_s: float = 60.0
+    location_refused_retry_s: float = 300.0
+    max_connection_attempts: int = 300
+    connection_attempt_window_s: float = 300.0
     buffer_max_messages: int = 100_000
     buffer_policy: str = "block"
     max_frame_bytes: int = 4 * 1024 * 1024
@@ -275,6 +296,13 @@ def validate(s: Settings) -> None:
         raise ConfigError("--max-connections must be at least 1")
     if s.backoff_initial_s <= 0 or s.backoff_max_s < s.backoff_initial_s:
         raise ConfigError("--backoff-max-s must be >= --backoff-initial-s > 0")
+    if s.backoff_slow_s < s.backoff_max_s:
+        raise ConfigError("--backoff-slow-s must be >= --backoff-max-s (the exchange's slow-down signals never "
+                          "shorten the wait)")
+    if s.location_refused_retry_s <= 0:
+        raise ConfigError("--location-refused-retry-s must be positive")
+    if s.max_connection_attempts < 1 or s.connection_attempt_window_s <= 0:
+        raise ConfigError("--max-connection-attempts must be at least 1 per positive --connection-attempt-window-s")
     if s.topic_partitions < 1:
         raise ConfigError("--topic-partitions must be at least 1")
     if s.buffer_max_messages < 1:

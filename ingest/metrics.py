@@ -46,12 +46,30 @@ BUILD_INFO_LABELS = ("version", "python", "librdkafka")
 WS_CONNECTED = Gauge(PREFIX + "ws_connected", "Open WebSocket connections that delivered data.",
                      registry=REGISTRY)
 WS_RECONNECTS = Counter(PREFIX + "ws_reconnects_total",
-                        "WebSocket reconnects by reason (1006, 1008, 1011, stale, rotation, error, ...).",
+                        "WebSocket reconnects by reason (1006, 1008, 1011, stale, rotation, server_shutdown, "
+                        "http_451/403/429/418 on the handshake, error, ...).",
                         ["reason"], registry=REGISTRY)
 WS_MESSAGES = Counter(PREFIX + "ws_messages_total", "WebSocket data frames received, by stream.",
                       ["stream"], registry=REGISTRY)
 WS_SUBSCRIPTIONS = Gauge(PREFIX + "ws_subscribed_streams", "Streams subscribed over all connections.",
                          registry=REGISTRY)
+WS_SERVER_SHUTDOWNS = Counter(PREFIX + "ws_server_shutdowns_total",
+                              "serverShutdown events received: each starts a make-before-break replacement of its "
+                              "connection (counted as reconnect reason server_shutdown once it is done).",
+                              registry=REGISTRY)
+WS_CONNECT_ATTEMPTS = Counter(PREFIX + "ws_connect_attempts_total",
+                              "WebSocket connection attempts (handshakes started), the number Binance limits per IP "
+                              "(300 per 5 minutes) and --max-connection-attempts budgets.", registry=REGISTRY)
+WS_CONNECT_BUDGET_WAITS = Counter(PREFIX + "ws_connect_budget_waits_total",
+                                  "Connection attempts that waited because --max-connection-attempts were spent "
+                                  "in the sliding window.", registry=REGISTRY)
+WS_CONNECT_BUDGET_WAIT_SECONDS = Counter(PREFIX + "ws_connect_budget_wait_seconds_total",
+                                         "Seconds connection attempts waited for the attempt budget.",
+                                         registry=REGISTRY)
+LOCATION_REFUSED = Gauge(PREFIX + "location_refused",
+                         "1 while Binance refuses this location (HTTP 451 on the WebSocket handshake or REST), by "
+                         "source (websocket, rest); the worker retries every --location-refused-retry-s.",
+                         ["source"], registry=REGISTRY)
 
 RECORDS_PRODUCED = Counter(PREFIX + "records_produced_total", "Records acknowledged by Kafka, by topic.",
                            ["topic"], registry=REGISTRY)
@@ -74,8 +92,9 @@ PRODUCER_QUEUE = Gauge(PREFIX + "producer_queue_messages",
                        "Records handed to the producer and not yet acknowledged.", registry=REGISTRY)
 PRODUCER_ERRORS = Counter(PREFIX + "producer_errors_total", "Producer errors reported by librdkafka, by code.",
                           ["code"], registry=REGISTRY)
-LAST_EVENT = Gauge(PREFIX + "last_event_timestamp_seconds", "Exchange event time of the newest record, by stream.",
-                   ["stream"], registry=REGISTRY)
+LAST_EVENT = Gauge(PREFIX + "last_event_timestamp_seconds", "Exchange event time of the newest record, by stream; "
+                   "until a stream's first record, the time it was subscribed (a stream that never delivers ages "
+                   "like one that stopped).", ["stream"], registry=REGISTRY)
 
 SYMBOLS_KNOWN = Gauge(PREFIX + "symbols_known", "Symbols known from exchangeInfo, by status.", ["status"],
                       registry=REGISTRY)
@@ -83,6 +102,9 @@ SYMBOLS_LISTED = Counter(PREFIX + "symbols_listed_total", "Symbols that appeared
                          registry=REGISTRY)
 SYMBOLS_DELISTED = Counter(PREFIX + "symbols_delisted_total", "Symbols that disappeared or stopped TRADING.",
                            registry=REGISTRY)
+SYMBOLS_SKIPPED = Counter(PREFIX + "symbols_skipped_total",
+                          "TRADING symbols a stream pattern would subscribe but whose name cannot be a stream name "
+                          "(counted once per symbol; each is logged as a warning).", registry=REGISTRY)
 
 REST_REQUESTS = Counter(PREFIX + "rest_requests_total", "Binance REST requests by endpoint and HTTP status.",
                         ["endpoint", "status"], registry=REGISTRY)

@@ -38,6 +38,8 @@ class Pipeline:
         self.topics = {kind: settings.topic(kind) for kind in ("miniticker", "ticker", "symbols", "deadletter")}
         # Raw (/ws/) frames do not name their stream; with exactly one stream per worker we know it.
         self.default_stream = streams[0] if len(streams) == 1 else ""
+        # ... and with several, a kind's all-market stream (when subscribed) is the one that carried it.
+        self.raw_names = {stream_names.kind(name): name for name in streams if name in stream_names.ALL_MARKET}
         self.last_event: dict[str, dict[str, int]] = {"miniticker": {}, "ticker": {}}
         self._accepted = {(kind, source): metrics.RECORDS_ACCEPTED.labels(self.topics[kind], source)
                           for kind in ("miniticker", "ticker") for source in ("websocket", "rest_snapshot")}
@@ -62,7 +64,7 @@ class Pipeline:
             await self.dead_letter(reject, meta.received_at, meta.connection_id)
         if result.records:
             if not result.stream:
-                _name_raw_streams(result.records)
+                _name_raw_streams(result.records, self.raw_names)
             await self.produce_records(result.records, "websocket", result.stream)
         self.sink.poll()
 
@@ -109,6 +111,22 @@ class Pipeline:
             metrics.DUPLICATES_SUPPRESSED.inc(len(items) - len(fresh))
         return fresh
 
+    def track_streams(self, streams: list[str]) -> None:
+        """Give every subscribed stream its series from the moment it is subscribed: the last-event gauge starts
+        at the subscription time and the frame counter at 0. A stream that never delivers then ages on the
+        dashboard and fires the no-data alert, instead of having no series at all (Binance accepts a SUBSCRIBE
+        to a retired stream and sends nothing). Series of streams no longer subscribed are removed, so a
+        released shard or a delisted pattern does not alert. Labels are bounded (``metric_label``)."""
+        labels = {stream_names.metric_label(name) for name in streams}
+        now = time.time()
+        for label in sorted(labels - self._last_event_gauges.keys()):
+            self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
+            self._last_event_gauges[label].set(now)  # type: ignore[attr-defined]
+            metrics.WS_MESSAGES.labels(label)
+        for label in sorted(self._last_event_gauges.keys() - labels - {"raw"}):
+            del self._last_event_gauges[label]
+            metrics.LAST_EVENT.remove(label)
+
     def _set_last_event(self, stream: str, newest_ms: int) -> None:
         label = stream_names.metric_label(stream) if stream else "raw"
         gauge = self._last_event_gauges.get(label)
@@ -135,7 +153,7 @@ class Pipeline:
             topic = self.topics[kind]
             encoder = self.encoders[kind]
             self._accepted[(kind, source)].inc(len(batch))
-            newest = 0
+            newest: dict[str, int] = {}  # stream -> newest event time (raw frames name each record's stream)
             for rec in batch:
                 try:
                     value = encoder.encode(rec.value)
@@ -148,9 +166,11 @@ class Pipeline:
                     continue
                 if await self.sink.produce(topic, rec.symbol.encode(), value, rec.event_time_ms):
                     produced += 1
-                newest = max(newest, rec.event_time_ms)
-            if newest and source == "websocket":
-                self._set_last_event(stream, newest)
+                name = stream or rec.value.get("stream", "")
+                newest[name] = max(newest.get(name, 0), rec.event_time_ms)
+            if source == "websocket":
+                for name, newest_ms in newest.items():
+                    self._set_last_event(name, newest_ms)
         return produced
 
     def dedupe(self, records: list[TickerRecord]) -> dict[str, list[TickerRecord]]:
@@ -173,8 +193,9 @@ class Pipeline:
                                 events.dead_letter_value(reject), int(received_at * 1000), headers=headers)
 
 
-def _name_raw_streams(records: list[TickerRecord]) -> None:
-    """Raw connections with several streams: name each record's stream from its kind and symbol."""
+def _name_raw_streams(records: list[TickerRecord], all_market: dict[str, str]) -> None:
+    """Raw connections with several streams: name each record's stream, the kind's all-market stream when it
+    is subscribed, else the per-symbol stream of its kind and symbol."""
     for rec in records:
         suffix = "miniTicker" if rec.kind == "miniticker" else "ticker"
-        rec.value["stream"] = f"{rec.symbol.lower()}@{suffix}"
+        rec.value["stream"] = all_market.get(rec.kind) or f"{rec.symbol.lower()}@{suffix}"

@@ -23,9 +23,11 @@ from typing import Any
 
 from ingest import avro, metrics
 from ingest import config as config_mod
+from ingest.binance import snapshot
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
-from ingest.binance.rest import RestClient
+from ingest.binance.limits import LocationRefusal
+from ingest.binance.rest import RestClient, RestError
 from ingest.config import ConfigError, Settings
 from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
 from ingest.kafka.producer import KafkaSink
@@ -77,13 +79,15 @@ class Worker:
         self.sink: KafkaSink | None = None
         self.source: StreamSource | None = None
         self.pipeline: Pipeline | None = None
-        self.rest = RestClient(settings)
+        self.refusal = LocationRefusal(settings.location_refused_retry_s)  # HTTP 451, shared by REST and streams
+        self.rest = RestClient(settings, refusal=self.refusal)
         self.stop_event = asyncio.Event()
         self.metrics_port = 0
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
+        self._skipped: set[str] = set()  # exchangeInfo symbols that cannot be stream names, warned about once
 
     # ----- readiness -----
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -97,6 +101,8 @@ class Worker:
                 reasons.append("coordination: not yet a member of the group")
             if self._unserved:
                 reasons.append(self._unserved)
+        if self.refusal.refused:
+            reasons.append(self.refusal.reason())
         owns_streams = self.source is not None and bool(self.source.streams)
         if self.source is None or ((coordinator is None or owns_streams) and not self.source.connected):
             reasons.append("binance: not all connections are delivering")
@@ -159,13 +165,34 @@ class Worker:
             self.coordinator = ShardCoordinator(s, client_config(s), shards, self._on_shards_changed)
             metrics.COORDINATION_SHARDS.set(shards)
         self.sink = KafkaSink(s)
-        exchange_info = await self.rest.exchange_info()
-        self._set_all_streams(stream_names.expand(s.streams, exchange_info, s.quote_assets))
+        exchange_info = await self._exchange_info_at_start()
+        self._set_all_streams(self._expand(exchange_info))
+        retired = [name for name in s.streams if name.strip() in stream_names.RETIRED_ALL_MARKET]
+        if retired and not s.literal_ticker_arr:
+            pattern, since = stream_names.RETIRED_ALL_MARKET[retired[0].strip()]
+            log.warning("%s was retired by Binance on %s (it is accepted but never sends): serving it as "
+                        "<symbol>%s for every TRADING symbol; --literal-ticker-arr subscribes it as is",
+                        retired[0].strip(), since, pattern,
+                        extra={"stream": retired[0].strip(), "retired": since,
+                               "streams": sum(1 for n in self.all_streams if n.endswith(pattern))})
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
         metrics.watch_runtime(asyncio.get_running_loop(), self.pipeline.state_size)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
-        self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected)
+        self.pipeline.track_streams(self._my_streams())
+        self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected,
+                                   refusal=self.refusal)
+
+    async def _exchange_info_at_start(self) -> dict[str, Any]:
+        """exchangeInfo, waited for while Binance refuses this location (HTTP 451): the process stays up with
+        /readyz naming the refusal, and the REST client holds every request for --location-refused-retry-s,
+        so this loop retries slowly. Other failures end the start as before."""
+        while True:
+            try:
+                return await self.rest.exchange_info()
+            except RestError as exc:
+                if exc.status != 451:
+                    raise
 
     async def _serve(self) -> None:
         assert self.source is not None
@@ -213,7 +240,24 @@ class Worker:
         """Every stream the settings ask for (patterns expanded), and the frame gate's map of their shards."""
         self.all_streams = streams
         if self.coordinator is not None:
-            self._stream_shards = {name.lower(): shard_of(name, self.coordinator.shards) for name in streams}
+            self._stream_shards = {stream_names.frame_key(name): shard_of(name, self.coordinator.shards)
+                                   for name in streams}
+
+    def _expand(self, info: dict[str, Any]) -> list[str]:
+        """The concrete streams of the settings for this exchangeInfo. A TRADING symbol whose name cannot be a
+        stream name is skipped, counted and warned about once, never a reason to stop (DESIGN §6: symbols may
+        be non-ASCII since 2025-12, and a future listing may bring characters nobody expects)."""
+        s = self.settings
+        skipped: list[str] = []
+        streams = stream_names.expand(s.streams, info, s.quote_assets, literal_retired=s.literal_ticker_arr,
+                                      skipped=skipped)
+        for symbol in skipped:
+            if symbol not in self._skipped:
+                self._skipped.add(symbol)
+                metrics.SYMBOLS_SKIPPED.inc()
+                log.warning("symbol %r skipped: its name cannot be spelled as a stream name", symbol,
+                            extra={"symbol": symbol})
+        return streams
 
     def _my_streams(self) -> list[str]:
         """The streams this replica should hold: all of them, or the part its shards own."""
@@ -227,7 +271,7 @@ class Worker:
         dead-letters what is broken), so nothing unexpected disappears under this counter."""
         assert self.coordinator is not None and self.pipeline is not None
         name = stream_names.combined_stream_name(frame)
-        shard = self._stream_shards.get(name.lower()) if name is not None else None
+        shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()
             return
@@ -236,6 +280,7 @@ class Worker:
     async def _on_shards_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
         """Apply an ownership change (runs on the event loop, one change at a time, in order)."""
         assert self.coordinator is not None and self.sink is not None and self.source is not None
+        assert self.pipeline is not None
         metrics.SHARDS_OWNED.set(len(self.coordinator.owned))
         if lost:
             unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
@@ -250,6 +295,7 @@ class Worker:
                 await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
         try:
             await self.source.set_streams(wanted)
+            self.pipeline.track_streams(wanted)
             self._unserved = ""
         except ConfigError as exc:  # more owned streams than this replica's connection budget holds
             self._unserved = f"coordination: owned streams do not fit: {exc}"
@@ -326,25 +372,25 @@ class Worker:
         await self._snapshot(self.source.streams, f"connection {connection_id}")
 
     async def _snapshot(self, streams: list[str], why: str, seeds: dict[str, dict[str, int]] | None = None) -> None:
-        """Produce the ticker/24hr state of the symbols these streams carry (all symbols for an array).
+        """Produce the ticker/24hr state of the symbols and kinds these streams carry (all TRADING symbols for an
+        all-market stream).
         ``seeds`` are a previous owner's last event times: entries not newer are counted as handover overlap
         (the dedupe, seeded with them, does not produce them)."""
         if self.pipeline is None or not streams:
             return
-        all_market = any(name in stream_names.ALL_MARKET for name in streams)
-        symbols = sorted({stream_names.symbol(name) for name in streams if name not in stream_names.ALL_MARKET})
-        kinds = {stream_names.kind(name) for name in streams}
-        try:
-            entries = await self.rest.ticker_24hr(None if all_market else symbols)
+        try:  # per kind, only the symbols these streams carry (ingest.binance.snapshot)
+            by_kind, failed = await snapshot.fetch(self.rest, streams)
         except Exception as exc:  # a failed snapshot must not take the stream down
             log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
             return
-        if seeds:
-            overlap = sum(1 for kind in kinds for entry in entries if isinstance(entry, dict)
-                          and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
-            metrics.HANDOVER_OVERLAP.inc(overlap)
-        produced = await self.pipeline.on_snapshot(entries, kinds)
-        log.info("snapshot produced", extra={"why": why, "records": produced})
+        produced = 0
+        for kind, entries in by_kind.items():
+            if seeds:
+                overlap = sum(1 for entry in entries if isinstance(entry, dict)
+                              and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
+                metrics.HANDOVER_OVERLAP.inc(overlap)
+            produced += await self.pipeline.on_snapshot(entries, {kind})
+        log.info("snapshot produced", extra={"why": why, "records": produced, "failed_requests": failed})
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -354,7 +400,12 @@ class Worker:
             except Exception as exc:  # keep streaming with the symbols we know
                 log.warning("exchangeInfo refresh failed", extra={"reason": repr(exc)[:200]})
                 continue
-            await self._apply_exchange_info(info)
+            try:
+                await self._apply_exchange_info(info)
+            except ConfigError as exc:  # the new stream set does not fit the connection budget: keep the old one
+                log.error("exchangeInfo refresh not applied", extra={"reason": str(exc)})
+            except Exception:  # whatever a listing brings, the refresh loop and the streams go on
+                log.exception("exchangeInfo refresh not applied")
 
     async def _apply_exchange_info(self, info: dict[str, Any]) -> None:
         """Publish changed symbols; follow listings/delistings for per-symbol stream patterns."""
@@ -367,7 +418,8 @@ class Worker:
             log.info("symbol listed", extra={"symbol": name})
         for name in changes.delisted:
             log.info("symbol delisted", extra={"symbol": name})
-        if self.source is not None and (changes.listed or changes.delisted) and any(
-                stream_names.is_pattern(p) for p in self.settings.streams):
-            self._set_all_streams(stream_names.expand(self.settings.streams, info, self.settings.quote_assets))
+        if self.source is not None and (changes.listed or changes.delisted) and stream_names.needs_exchange_info(
+                self.settings.streams, self.settings.literal_ticker_arr):
+            self._set_all_streams(self._expand(info))
             await self.source.set_streams(self._my_streams())
+            self.pipeline.track_streams(self._my_streams())

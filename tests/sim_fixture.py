@@ -55,17 +55,18 @@ class SimProcess:
 
     def request(self, path: str, params: dict[str, Any] | None = None, method: str = "GET",
                 timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
-        """(status, headers, decoded JSON body); HTTP errors are returned, not raised."""
+        """(status, headers, body); HTTP errors are returned, not raised.
+
+        The body is decoded JSON, or the text itself when it is not JSON (the CDN's HTML 403 page)."""
         url = self.http_url + path
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         req = urllib.request.Request(url, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, dict(resp.headers.items()), json.loads(resp.read() or b"null")
+                return resp.status, dict(resp.headers.items()), decode_body(resp.read())
         except urllib.error.HTTPError as exc:
-            body = exc.read()
-            return exc.code, dict(exc.headers.items()), json.loads(body) if body else None
+            return exc.code, dict(exc.headers.items()), decode_body(exc.read())
 
     def _control(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         status, _, body = self.request(path, params, method="POST")
@@ -127,6 +128,15 @@ class SimProcess:
         if self.proc.stdout:
             self.proc.stdout.close()
         return self.proc.returncode
+
+
+def decode_body(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
 
 
 def to_flags(options: dict[str, Any]) -> list[str]:

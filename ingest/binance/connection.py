@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ingest import metrics
 from ingest.backoff import Backoff
 from ingest.binance import streams as st
+from ingest.binance.limits import AttemptBudget, LocationRefusal
 from ingest.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ and counts our pings and pongs too, so we leave room for those."""
 CONTROL_RESPONSE_TIMEOUT_S = 10.0
 ROTATION_RETRY_S = 60.0
 """When a replacement connection fails to deliver, the old one stays and rotation is tried again this much later."""
+BAN_DEFAULT_S = 120.0
+"""HTTP 418 without Retry-After: Binance's shortest IP ban is 2 minutes."""
+SERVER_SHUTDOWN = "server_shutdown"
+"""Reconnect reason of a replacement started by Binance's ``serverShutdown`` event."""
 
 
 class FrameMeta(NamedTuple):
@@ -86,14 +92,35 @@ def classify_close(exc: BaseException) -> str:
         if rcvd is None:
             return "1006" if sent is None else "closed"  # no close frame from the server: abnormal closure
         return str(rcvd.code) if rcvd.code in (1006, 1008, 1011) else "closed"
-    return "error"
+    status = handshake_status(exc)
+    return f"http_{status}" if status in SIGNAL_STATUSES else "error"
 
 
-def _server_said_slow_down(exc: BaseException) -> bool:
-    """1008 close or HTTP 429/418 on the handshake: the server wants us to back off harder."""
+SIGNAL_STATUSES = (403, 418, 429, 451)
+"""Handshake statuses that are the exchange's signals (each has its own wait, see ``StreamSource._delay``)."""
+
+
+def handshake_status(exc: BaseException | None) -> int | None:
+    """The HTTP status that refused the WebSocket handshake, if that is how the attempt failed."""
+    return exc.response.status_code if isinstance(exc, InvalidStatus) else None
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """The handshake response's Retry-After in seconds (None when absent or not a number)."""
+    if not isinstance(exc, InvalidStatus):
+        return None
+    try:
+        value = float(exc.response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _server_said_slow_down(exc: BaseException | None) -> bool:
+    """1008 close or HTTP 429/418/403 on the handshake: the server wants us to back off harder."""
     if isinstance(exc, ConnectionClosed) and exc.rcvd is not None and exc.rcvd.code == 1008:
         return True
-    return isinstance(exc, InvalidStatus) and exc.response.status_code in (418, 429)
+    return handshake_status(exc) in (403, 418, 429)
 
 
 class _ControlError(RuntimeError):
@@ -116,6 +143,7 @@ class _Connection:
     raw_counter: Any = None  # ws_messages_total child for raw connections
     close_exc: BaseException | None = None
     first_data: asyncio.Event = field(default_factory=asyncio.Event)
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # the server announced serverShutdown
     ended: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     next_control_mono: float = 0.0
@@ -148,8 +176,13 @@ class StreamSource:
     """Keeps the configured streams flowing into ``on_frame`` forever, across drops, stalls and rotations."""
 
     def __init__(self, settings: Settings, streams: list[str], on_frame: OnFrame,
-                 on_connected: OnConnected | None = None) -> None:
+                 on_connected: OnConnected | None = None, *, refusal: LocationRefusal | None = None,
+                 attempts: AttemptBudget | None = None) -> None:
         self.settings = settings
+        self.refusal = refusal or LocationRefusal(settings.location_refused_retry_s)
+        self.attempts = attempts or AttemptBudget(settings.max_connection_attempts,
+                                                  settings.connection_attempt_window_s)
+        self._hold_until = 0.0  # monotonic; IP-wide signals (451, 418, Retry-After) hold every shard's attempts
         self._on_frame = on_frame
         self._on_connected = on_connected
         self._desired = [st.normalize(s) for s in streams]
@@ -227,7 +260,8 @@ class StreamSource:
 
     def _start_shard(self, group: list[str]) -> _Shard:
         shard = _Shard(index=next(self._shard_index), streams=list(group),
-                       backoff=Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s))
+                       backoff=Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s,
+                                       slow_s=self.settings.backoff_slow_s))
         self._shards.append(shard)
         self._shard_tasks[shard.index] = asyncio.create_task(self._supervise(shard), name=f"ws-shard-{shard.index}")
         return shard
@@ -246,53 +280,87 @@ class StreamSource:
     async def _supervise(self, shard: _Shard) -> None:
         """Connect, serve, and reconnect this shard forever."""
         while not shard.removed:
+            exc: BaseException | None
             try:
-                reason, slow = await self._serve(shard)
+                reason, exc = await self._serve(shard)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not kill the shard: log it, count it, back off, go on
                 log.exception("websocket shard %s failed unexpectedly", shard.index,
                               extra={"shard": shard.index, "reason": "error"})
-                reason, slow = "error", False
-            if reason == "rotation":  # break-then-make rotation (single-connection setups): reconnect now
+                reason, exc = "error", None
+            if reason in ("rotation", SERVER_SHUTDOWN):  # break-then-make (single-connection setups): now
                 continue
-            if slow:
-                shard.backoff.slow_down()
-            delay = shard.backoff.next_delay()
+            delay = self._delay(shard, exc)
             metrics.WS_RECONNECTS.labels(reason).inc()
             log.warning("websocket shard %s reconnecting in %.1f s (reason %s)", shard.index, delay, reason,
                         extra={"shard": shard.index, "reason": reason, "delay_s": round(delay, 3),
                                "streams": len(shard.streams)})
             await asyncio.sleep(delay)
 
-    async def _serve(self, shard: _Shard) -> tuple[str, bool]:
-        """Open one connection and serve it (rotating it when due) until it ends; returns (reason, slow down?)."""
+    def _delay(self, shard: _Shard, exc: BaseException | None) -> float:
+        """The wait before the shard's next attempt (docs/connection.md, "Reconnect policy"): the ordinary
+        backoff, or longer when the exchange said so. Signals about the IP (451, 418, a Retry-After) hold every
+        shard, since Binance answers them per IP; 1008 is about this connection's messages."""
+        status = handshake_status(exc)
+        if status == 451:
+            delay = random.uniform(1.0, 1.1) * self.refusal.retry_s  # jitter: replicas do not retry in step
+        else:
+            if _server_said_slow_down(exc):
+                shard.backoff.slow_down()
+            delay = shard.backoff.next_delay()
+            retry_after = _retry_after(exc)
+            if retry_after is None and status == 418:
+                retry_after = BAN_DEFAULT_S
+            if retry_after is None:
+                return delay
+            delay = max(delay, retry_after)
+        self._hold_until = max(self._hold_until, time.monotonic() + delay)
+        return delay
+
+    async def _serve(self, shard: _Shard) -> tuple[str, BaseException | None]:
+        """Open one connection and serve it (replacing it when due or announced) until it ends; returns
+        (reason, the exception that ended it)."""
         conn = self._new_connection(shard)
         shard.current = conn
         try:
             await self._open(conn)
         except Exception as exc:
-            await self._finish(conn, classify_close(exc))
+            reason = classify_close(exc)
+            await self._finish(conn, reason)
             shard.current = None
-            log.warning("websocket %s could not connect: %s", conn.id, _describe(exc),
-                        extra={"connection_id": conn.id, "streams": len(conn.streams)})
-            return classify_close(exc), _server_said_slow_down(exc)
+            if handshake_status(exc) == 451:
+                self.refusal.refuse("websocket", "the WebSocket handshake", _body(exc))
+            else:
+                log.warning("websocket %s could not connect: %s", conn.id, _describe(exc),
+                            extra={"connection_id": conn.id, "streams": len(conn.streams), "reason": reason})
+            return reason, exc
+        self.refusal.accept("websocket")
         rotate_at = conn.opened_mono + self.settings.rotate_after_s
+        retry_at = 0.0  # an announced shutdown whose replacement failed is tried again no sooner than this
         while True:
             current = shard.current
             assert current is not None
-            try:
-                reason = await asyncio.wait_for(asyncio.shield(current.ended), max(0.0, rotate_at - time.monotonic()))
-            except TimeoutError:
+            announced = current.shutdown.is_set()
+            await self._wait_end(current, min(rotate_at, retry_at) if announced else rotate_at)
+            if not current.ended.done():
+                announced = current.shutdown.is_set()
+                now = time.monotonic()
+                if now < rotate_at and (not announced or now < retry_at):
+                    continue
+                why = SERVER_SHUTDOWN if announced else "rotation"
                 if st.usable_connections(self.settings.max_connections) == self.settings.max_connections:
-                    await self._finish(current, "rotation")  # no spare slot: break, then make
-                    metrics.WS_RECONNECTS.labels("rotation").inc()
-                    return "rotation", False
-                if await self._rotate(shard):
+                    await self._finish(current, why)  # no spare slot: break, then make
+                    metrics.WS_RECONNECTS.labels(why).inc()
+                    return why, None
+                if await self._rotate(shard, why):
                     rotate_at = shard.current.opened_mono + self.settings.rotate_after_s  # type: ignore[union-attr]
+                elif announced:  # the server closes the old one soon anyway: try again after a backoff delay
+                    retry_at = time.monotonic() + shard.backoff.next_delay()
                 else:
                     rotate_at = time.monotonic() + min(ROTATION_RETRY_S, self.settings.rotate_after_s)
                 continue
+            reason = current.ended.result()
             exc = current.close_exc
             healthy = (current.connected_since is not None
                        and time.time() - current.connected_since >= HEALTHY_AFTER_S)
@@ -302,18 +370,35 @@ class StreamSource:
             shard.current = None
             log.warning("websocket %s ended (reason %s)", current.id, reason,
                         extra={"connection_id": current.id, "reason": reason, "streams": len(current.streams)})
-            return reason, exc is not None and _server_said_slow_down(exc)
+            return reason, exc
 
-    async def _rotate(self, shard: _Shard) -> bool:
-        """Make before break: a replacement with the same streams must deliver before the old one closes."""
+    @staticmethod
+    async def _wait_end(conn: _Connection, until_mono: float) -> None:
+        """Wait until the connection ends, announces a shutdown (if it has not yet), or ``until_mono``."""
+        waiters: set[asyncio.Future[Any]] = {conn.ended}
+        announced = None
+        if not conn.shutdown.is_set():
+            announced = asyncio.ensure_future(conn.shutdown.wait())
+            waiters.add(announced)
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, until_mono - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if announced is not None:
+                announced.cancel()
+
+    async def _rotate(self, shard: _Shard, why: str = "rotation") -> bool:
+        """Make before break: a replacement with the same streams must deliver before the old one closes.
+        ``why`` is ``rotation`` (the 24 h limit is near) or ``server_shutdown`` (the server announced it)."""
         assert self._rotation_lock is not None
         async with self._rotation_lock:  # one rotation at a time: at most one connection above the shard count
             old = shard.current
             assert old is not None
             new = self._new_connection(shard)
             shard.replacement = new
-            log.info("websocket %s rotating to %s", old.id, new.id,
-                     extra={"connection_id": old.id, "replacement": new.id, "streams": len(shard.streams)})
+            log.info("websocket %s replacing it by %s (%s)", old.id, new.id, why,
+                     extra={"connection_id": old.id, "replacement": new.id, "streams": len(shard.streams),
+                            "reason": why})
             try:
                 await self._open(new)
                 await asyncio.wait_for(new.first_data.wait(), self.deadline_s)
@@ -321,13 +406,13 @@ class StreamSource:
                 await self._finish(new, "error")
                 shard.replacement = None
                 log.warning("websocket %s: replacement %s failed (%s); keeping the old connection", old.id, new.id,
-                            _describe(exc), extra={"connection_id": old.id, "reason": "rotation"})
+                            _describe(exc), extra={"connection_id": old.id, "reason": why})
                 return False
             shard.current, shard.replacement = new, None
-            await self._finish(old, "rotation")
-            metrics.WS_RECONNECTS.labels("rotation").inc()
+            await self._finish(old, why)
+            metrics.WS_RECONNECTS.labels(why).inc()
             log.info("websocket %s replaced by %s", old.id, new.id,
-                     extra={"connection_id": old.id, "replacement": new.id, "reason": "rotation"})
+                     extra={"connection_id": old.id, "replacement": new.id, "reason": why})
             return True
 
     def _new_connection(self, shard: _Shard) -> _Connection:
@@ -339,8 +424,13 @@ class StreamSource:
 
     async def _open(self, conn: _Connection) -> None:
         """Connect with the first streams in the URL, start reading, SUBSCRIBE the rest, start the watchdog.
-        Holds the shard lock so set_streams() never races with a half-subscribed connection."""
+        Holds the shard lock so set_streams() never races with a half-subscribed connection. Before that, the
+        attempt waits out an IP-wide hold (451, 418, Retry-After) and books itself in the attempt budget."""
         shard = conn.shard
+        hold = self._hold_until - time.monotonic()
+        if hold > 0:
+            await asyncio.sleep(hold)
+        await self.attempts.acquire(conn.id)
         async with shard.lock:
             in_url, rest = st.split_for_url(shard.streams)
             url = st.build_url(self.settings.ws_url, in_url, self.settings.combined)
@@ -385,6 +475,9 @@ class StreamSource:
                 if combined:
                     name = st.combined_stream_name(frame)
                     if name is None and self._handle_control(conn, frame):
+                        continue
+                    if name == "!serverShutdown":
+                        self._server_shutdown(conn, frame)
                         continue
                     self._counter(name or "other").inc()
                 else:
@@ -507,6 +600,8 @@ class StreamSource:
         Only short frames that mention "id" are parsed, so data frames cost one substring search at most."""
         if len(frame) > 2048 or isinstance(frame, bytes):
             return False
+        if '"serverShutdown"' in frame and not self.settings.combined:  # raw {"e":"serverShutdown","E":...}
+            return self._server_shutdown(conn, frame)
         if '"id"' not in frame:
             return False
         try:
@@ -520,6 +615,25 @@ class StreamSource:
             answer.set_result(reply)
         elif reply.get("error") is not None or "code" in reply:
             log.warning("websocket %s: server error %s", conn.id, frame, extra={"connection_id": conn.id})
+        return True
+
+    def _server_shutdown(self, conn: _Connection, frame: str | bytes) -> bool:
+        """Binance announced it will close this connection (``serverShutdown``, since 2026-05): the shard's
+        supervisor replaces it at once, make before break. The event is never a data frame (no dead letter).
+        False when the frame only mentions the word (the parser then judges it)."""
+        try:
+            event = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return False
+        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+            event = event["data"]
+        if not isinstance(event, dict) or event.get("e") != "serverShutdown":
+            return False
+        metrics.WS_SERVER_SHUTDOWNS.inc()
+        if not conn.shutdown.is_set():
+            log.info("websocket %s: server announced shutdown (E=%s); replacing the connection now", conn.id,
+                     event.get("E"), extra={"connection_id": conn.id, "reason": SERVER_SHUTDOWN})
+        conn.shutdown.set()
         return True
 
     async def _apply_streams(self, wanted: list[str]) -> None:
@@ -623,6 +737,12 @@ class StreamSource:
 def _resolve(fut: asyncio.Future[str], reason: str) -> None:
     if not fut.done():
         fut.set_result(reason)
+
+
+def _body(exc: BaseException) -> str:
+    """The start of a refused handshake's response body (Binance and CDNs explain the refusal there)."""
+    body = exc.response.body if isinstance(exc, InvalidStatus) else None
+    return body[:200].decode("utf-8", "replace") if body else ""
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,8 +4,10 @@ Binance bans IPs that ignore limits (HTTP 418, for minutes to days), so every re
 weight from a per-minute budget (the limit comes from exchangeInfo's ``REQUEST_WEIGHT`` rate limit, default
 6000, minus a safety margin). When the budget is spent the request *waits for the next minute* instead of
 being sent. The server's own count (``X-MBX-USED-WEIGHT-1M``) corrects our estimate after every response,
-so weight used by other processes on the same IP is respected too. 429 and 418 block every request until
-their ``Retry-After`` has passed; 5xx and network errors are retried with capped, jittered backoff.
+so weight used by other processes on the same IP is respected too. 429, 418 and 403 (a WAF rule) block every
+request until their ``Retry-After`` has passed; 5xx and network errors are retried with capped, jittered
+backoff. 451 (Binance refuses this location) blocks every request for ``--location-refused-retry-s`` (minutes)
+and fails the call at once: one clear ERROR line, a /readyz reason, never a retry storm.
 
 No extra HTTP dependency: ``urllib.request`` runs in a worker thread (``asyncio.to_thread``) with a timeout,
 and the JSON is parsed in that thread too, so a 1.6 MB all-symbol ticker never stalls the event loop.
@@ -29,6 +31,7 @@ import orjson
 
 from ingest import metrics
 from ingest.backoff import Backoff
+from ingest.binance.limits import LocationRefusal
 from ingest.config import Settings
 
 log = logging.getLogger(__name__)
@@ -62,19 +65,25 @@ def ticker_price_weight(count: int | None) -> int:
     return 2 if count == 1 else 4
 
 
-def ticker_24hr_request(symbols: Sequence[str] | None) -> tuple[dict[str, str], int, bool]:
+def ticker_24hr_request(symbols: Sequence[str] | None, *, mini: bool = False,
+                        trading_only: bool = False) -> tuple[dict[str, str], int, bool]:
     """(query params, weight, filter locally?) — the cheapest way to get these symbols' 24 h tickers.
 
     Up to 100 symbols a ``symbols=[...]`` list is cheaper than all symbols (2 or 40 vs 80). Above 100 both
     cost 80, and the all-symbol request wins because a list of 1,000 symbols would make a URL too long for
-    Binance's front end; we then keep only the wanted symbols.
+    Binance's front end; we then keep only the wanted symbols. ``mini`` asks for ``type=MINI`` (the fields of
+    a mini ticker only: same weight, a smaller answer); ``trading_only`` narrows an all-symbol request with
+    ``symbolStatus=TRADING`` (not sent with ``symbol=``: Binance answers a status mismatch with an error).
+    (A caller wanting the least weight for many symbols splits them first: see ``ingest.binance.snapshot``.)
     """
+    extra = {"type": "MINI"} if mini else {}
     if symbols is None or len(symbols) > 100:
-        return {}, ticker_24hr_weight(None), symbols is not None
+        status = {"symbolStatus": "TRADING"} if trading_only else {}
+        return {**status, **extra}, ticker_24hr_weight(None), symbols is not None
     if len(symbols) == 1:
-        return {"symbol": symbols[0].upper()}, ticker_24hr_weight(1), False
+        return {"symbol": symbols[0].upper(), **extra}, ticker_24hr_weight(1), False
     wanted = [s.upper() for s in symbols]
-    return {"symbols": orjson.dumps(wanted).decode()}, ticker_24hr_weight(len(wanted)), False
+    return {"symbols": orjson.dumps(wanted).decode(), **extra}, ticker_24hr_weight(len(wanted)), False
 
 
 class RestError(RuntimeError):
@@ -138,6 +147,11 @@ class WeightBudget:
             self.used = used_by_server
             metrics.REST_WEIGHT_USED.set(self.used)
 
+    @property
+    def held(self) -> bool:
+        """True while a 429/418/403/451 answer holds every request."""
+        return self.clock() < self.blocked_until
+
     def block_for(self, seconds: float) -> None:
         """429/418: nothing is sent before the Retry-After time."""
         self.blocked_until = max(self.blocked_until, self.clock() + seconds)
@@ -175,8 +189,10 @@ class RestClient:
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, fetch: Fetch = urllib_fetch,
-                 timeout_s: float = TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS) -> None:
+                 timeout_s: float = TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS,
+                 refusal: LocationRefusal | None = None) -> None:
         self.base_url = settings.rest_url.rstrip("/")
+        self.refusal = refusal or LocationRefusal(settings.location_refused_retry_s)
         self.budget = WeightBudget(clock=clock)
         self._clock = clock
         self._sleep = sleep
@@ -196,9 +212,10 @@ class RestClient:
                 self.budget.set_limit(int(rule["limit"]))
         return info
 
-    async def ticker_24hr(self, symbols: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    async def ticker_24hr(self, symbols: Sequence[str] | None = None, *, mini: bool = False,
+                          trading_only: bool = False) -> list[dict[str, Any]]:
         """24 h tickers of these symbols (None = all), fetched the cheapest way (see ticker_24hr_request)."""
-        params, weight, filter_locally = ticker_24hr_request(symbols)
+        params, weight, filter_locally = ticker_24hr_request(symbols, mini=mini, trading_only=trading_only)
         body = await self._get(TICKER_24HR, params, weight)
         entries = body if isinstance(body, list) else [body]
         if filter_locally and symbols is not None:
@@ -222,7 +239,8 @@ class RestClient:
             self._lock = asyncio.Lock()
         async with self._lock:  # one reservation at a time, so concurrent calls cannot overshoot together
             while (wait := self.budget.wait_s(weight)) > 0:
-                log.info("REST weight budget: waiting %.1f s", wait,
+                log.info("REST: waiting %.1f s (%s)", wait,
+                         "held by the server's last answer" if self.budget.held else "weight budget spent",
                          extra={"wait_s": round(wait, 3), "weight_used": self.budget.used,
                                 "weight_limit": self.budget.limit})
                 await self._sleep(wait)
@@ -251,14 +269,19 @@ class RestClient:
             if used is not None:
                 self.budget.observe(int(used), minute)
             if resp.status == 200:
+                self.refusal.accept("rest")
                 return resp.body
-            if resp.status in (418, 429):
+            if resp.status == 451:  # retrying cannot change the region: hold everything, fail this call
+                self.refusal.refuse("rest", f"REST {endpoint}", str(resp.body))
+                self.budget.block_for(self.refusal.retry_s)
+                raise RestError(endpoint, resp.status, "Binance refuses this location")
+            if resp.status in (403, 418, 429):
                 retry_after = _header(resp.headers, "Retry-After")
-                wait = float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S
+                wait = _seconds(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S
                 self.budget.block_for(wait)
                 level = logging.ERROR if resp.status == 418 else logging.WARNING
                 log.log(level, "REST %s: HTTP %d (%s), nothing sent for %.0f s", endpoint, resp.status,
-                        "IP banned" if resp.status == 418 else "rate limited", wait,
+                        _BLOCK_WHY[resp.status], wait,
                         extra={"endpoint": endpoint, "status": resp.status, "retry_after_s": wait})
                 if attempt == self._max_attempts:
                     raise RestError(endpoint, resp.status, str(resp.body)[:200])
@@ -271,6 +294,18 @@ class RestClient:
                 continue
             raise RestError(endpoint, resp.status, str(resp.body)[:200])
         raise AssertionError("unreachable")
+
+
+_BLOCK_WHY = {403: "refused by a WAF rule", 418: "IP banned", 429: "rate limited"}
+
+
+def _seconds(value: str) -> float:
+    """A Retry-After in seconds; a malformed one (or an HTTP date) counts as the default wait."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_S
+    return seconds if seconds >= 0 else DEFAULT_RETRY_AFTER_S
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

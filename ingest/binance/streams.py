@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ingest.config import ConfigError
 
@@ -45,7 +45,15 @@ SUBSCRIBE_CHUNK = 200
 """Streams per SUBSCRIBE/UNSUBSCRIBE message (~4 KB of JSON; 1,024 streams need 6 messages)."""
 BINANCE_MAX_STREAMS_PER_CONNECTION = 1024
 
-_SYMBOL = re.compile(r"^[a-z0-9]{2,30}$")
+RETIRED_ALL_MARKET: dict[str, tuple[str, str]] = {"!ticker@arr": ("@ticker", "2026-03-26")}
+"""All-market streams Binance retired -> (the pattern that serves the same records, retirement date). Binance
+still accepts a SUBSCRIBE to ``!ticker@arr`` but never sends on it, so a worker subscribing it literally looks
+healthy with an empty topic; by default it is served by its pattern (see :func:`expand`)."""
+
+_SYMBOL = re.compile(r"^[^\W_]{2,50}$")
+"""A symbol usable in a stream name: 2-50 letters or digits of any script (Binance lists symbols such as
+``币安人生USDT`` since 2025-12). Anything else (``@``, ``/``, spaces, ``%``, emoji...) could not be spelled
+unambiguously in a URL, a SUBSCRIBE or a frame's stream name, so such a symbol is skipped, never guessed."""
 
 
 def normalize(name: str) -> str:
@@ -67,9 +75,23 @@ def is_pattern(name: str) -> bool:
     return name.strip() in PATTERNS
 
 
-def needs_exchange_info(streams: Iterable[str]) -> bool:
-    """True when some stream is a pattern that only exchangeInfo can expand."""
-    return any(is_pattern(s) for s in streams)
+def needs_exchange_info(streams: Iterable[str], literal_retired: bool = False) -> bool:
+    """True when some stream is a pattern (or a retired all-market stream served by one) that only exchangeInfo
+    can expand."""
+    return any(is_pattern(s) or (not literal_retired and s.strip() in RETIRED_ALL_MARKET) for s in streams)
+
+
+def subscribable(symbol: str) -> bool:
+    """Whether a symbol from exchangeInfo can be spelled as a stream name (see ``_SYMBOL``)."""
+    return bool(_SYMBOL.match(symbol.lower()))
+
+
+def frame_key(name: str) -> str:
+    """A frame's stream name in the spelling of :func:`normalize`, lower-cased: Binance may send a stream name
+    percent-encoded (``%E5%B8%81...usdt@ticker``), and its case follows the subscription, not ours."""
+    if "%" in name:
+        name = unquote(name)
+    return name.lower()
 
 
 def kind(stream: str) -> str:
@@ -115,31 +137,45 @@ def metric_label(stream: str) -> str:
 
 
 def trading_symbols(exchange_info: Mapping[str, Any], quote_assets: Sequence[str] = ()) -> list[str]:
-    """Symbols with status TRADING (optionally only those quoted in ``quote_assets``), in exchangeInfo order."""
+    """Symbols with status TRADING (optionally only those quoted in ``quote_assets``), in exchangeInfo order.
+    A malformed entry (not an object, no string symbol) is not a symbol we could stream: it is left out here
+    (and dead-lettered where the symbols topic is published)."""
     quotes = {q.upper() for q in quote_assets}
     out = []
     for entry in exchange_info.get("symbols", ()):
-        if entry.get("status") != "TRADING":
+        if not isinstance(entry, dict) or entry.get("status") != "TRADING":
             continue
         if quotes and str(entry.get("quoteAsset", "")).upper() not in quotes:
             continue
-        out.append(str(entry["symbol"]))
+        if isinstance(entry.get("symbol"), str) and entry["symbol"]:
+            out.append(entry["symbol"])
     return out
 
 
 def expand(streams: Iterable[str], exchange_info: Mapping[str, Any] | None = None,
-           quote_assets: Sequence[str] = ()) -> list[str]:
+           quote_assets: Sequence[str] = (), *, literal_retired: bool = False,
+           skipped: list[str] | None = None) -> list[str]:
     """Concrete, validated, de-duplicated stream list (order kept): patterns become one stream per
-    TRADING symbol, narrowed by ``quote_assets``."""
+    TRADING symbol, narrowed by ``quote_assets``; a retired all-market stream (``!ticker@arr``) becomes its
+    pattern over every TRADING symbol (not narrowed: it meant the whole market), unless ``literal_retired``.
+
+    A configured stream that is not valid raises ConfigError (a typo in the settings). A symbol from
+    exchangeInfo that cannot be a stream name never does: it is left out and appended to ``skipped``.
+    """
     out: dict[str, None] = {}
     for raw in streams:
         name = raw.strip()
-        if is_pattern(name):
+        retired = name in RETIRED_ALL_MARKET and not literal_retired
+        if is_pattern(name) or retired:
             if exchange_info is None:
-                raise ConfigError(f"stream pattern {name!r} needs exchangeInfo to expand")
-            suffix = PATTERNS[name]
-            for symbol in trading_symbols(exchange_info, quote_assets):
-                out[normalize(f"{symbol}@{suffix}")] = None
+                raise ConfigError(f"stream {name!r} needs exchangeInfo to expand")
+            pattern = RETIRED_ALL_MARKET[name][0] if retired else name
+            suffix = PATTERNS[pattern]
+            for symbol in trading_symbols(exchange_info, () if retired else quote_assets):
+                if subscribable(symbol):
+                    out[f"{symbol.lower()}@{suffix}"] = None
+                elif skipped is not None and symbol not in skipped:
+                    skipped.append(symbol)
         else:
             out[normalize(name)] = None
     return list(out)
@@ -151,7 +187,7 @@ def split_for_url(streams: Sequence[str], max_chars: int = URL_MAX_CHARS) -> tup
     in_url: list[str] = []
     used = 0
     for i, stream in enumerate(streams):
-        cost = len(stream) + 1
+        cost = len(_url_quote(stream)) + 1  # a non-ASCII symbol costs its percent-encoded length
         if in_url and used + cost > max_chars:
             return in_url, list(streams[i:])
         in_url.append(stream)
@@ -165,8 +201,13 @@ def build_url(base: str, streams: Sequence[str], combined: bool) -> str:
     if not streams:
         raise ValueError("a connection needs at least one stream in its URL")
     base = base.rstrip("/")
-    joined = "/".join(quote(s, safe="@!") for s in streams)
+    joined = "/".join(_url_quote(s) for s in streams)
     return f"{base}/stream?streams={joined}" if combined else f"{base}/ws/{joined}"
+
+
+def _url_quote(stream: str) -> str:
+    """A stream name as it goes into a URL: UTF-8 percent-encoded except the ``@``/``!`` Binance reads as is."""
+    return quote(stream, safe="@!")
 
 
 def chunks(streams: Sequence[str], size: int = SUBSCRIBE_CHUNK) -> list[list[str]]:

@@ -115,7 +115,8 @@ class KnownSymbols:
     def update(self, exchange_info: dict[str, Any]) -> SymbolChanges:
         """Apply a new exchangeInfo; a listing is a new or newly TRADING symbol, a delisting the reverse."""
         server_time = int(exchange_info.get("serverTime", 0))
-        fresh = {s["symbol"]: s for s in exchange_info.get("symbols", []) if isinstance(s, dict) and "symbol" in s}
+        fresh = {s["symbol"]: s for s in exchange_info.get("symbols", [])
+                 if isinstance(s, dict) and isinstance(s.get("symbol"), str)}
         changes = SymbolChanges()
         first_load = not self.symbols
         for name, sym in fresh.items():

@@ -47,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument("--pong-timeout", type=float, default=d.pong_timeout, help="seconds to wait for a pong")
     rules.add_argument("--max-lifetime", type=float, default=d.max_lifetime, help="connection lifetime in seconds")
     rules.add_argument("--max-connections-per-ip", type=int, default=d.max_connections_per_ip,
-                       help="open connections per client address; more are closed with 1008")
+                       help="open connections per client address; more are closed with 1008 (default 0 = off: "
+                            "Binance documents no such limit)")
+    rules.add_argument("--max-connection-attempts", type=int, default=d.max_connection_attempts,
+                       help="WebSocket handshakes per client address per window; more are refused with HTTP 429 "
+                            "(default %(default)s; 0 = off)")
+    rules.add_argument("--connection-attempt-window", type=float, default=d.connection_attempt_window,
+                       help="sliding window of --max-connection-attempts in seconds (default %(default)s)")
     rules.add_argument("--max-messages-per-second", type=int, default=d.max_messages_per_second,
                        help="incoming messages per second per connection; more closes it with 1008")
     rules.add_argument("--max-streams", type=int, default=d.max_streams, help="streams per connection")
@@ -58,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument("--rest-ban-after", type=int, default=d.rest_ban_after,
                        help="requests answered 429 in one window before a 418 ban")
     rules.add_argument("--rest-ban-seconds", type=float, default=d.rest_ban_seconds, help="length of a 418 ban")
+    rules.add_argument("--serve-retired-streams", action="store_true",
+                       help="serve !ticker@arr (retired by Binance on 2026-03-26) as before; by default a subscription "
+                            "to it succeeds and nothing is ever sent on it")
     rules.add_argument("--max-queue-frames", type=int, default=d.max_queue_frames,
                        help="frames queued for one connection before it is closed as a slow consumer")
     add("--fault", action="append", default=[], metavar="SPEC",
@@ -93,10 +102,13 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         replay_start_clients=args.replay_start_clients, symbols=args.symbols, rate=args.rate,
         interval=args.interval, seed=args.seed, seed_prices=seed_prices, sent_log=args.sent_log,
         ping_interval=args.ping_interval, pong_timeout=args.pong_timeout, max_lifetime=args.max_lifetime,
-        max_connections_per_ip=args.max_connections_per_ip, max_messages_per_second=args.max_messages_per_second,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connection_attempts=args.max_connection_attempts,
+        connection_attempt_window=args.connection_attempt_window, max_messages_per_second=args.max_messages_per_second,
         max_streams=args.max_streams, rest_weight_limit=args.rest_weight_limit,
         rest_weight_window=args.rest_weight_window, rest_ban_after=args.rest_ban_after,
-        rest_ban_seconds=args.rest_ban_seconds, max_queue_frames=args.max_queue_frames, faults=faults,
+        rest_ban_seconds=args.rest_ban_seconds, serve_retired_streams=args.serve_retired_streams,
+        max_queue_frames=args.max_queue_frames, faults=faults,
         duration=args.duration, exit_on_stdin_eof=args.exit_on_stdin_eof,
     )
 

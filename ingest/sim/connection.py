@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+RETIRED_STREAMS = frozenset({"!ticker@arr"})  # retired by Binance on 2026-03-26
+
 if TYPE_CHECKING:
     from ingest.sim.server import Simulator
 
@@ -30,7 +32,7 @@ class Outgoing:
     kind: str = ""  # "miniticker" | "ticker" | "" (not a ticker frame)
     count: int = 0  # tickers in the frame
     entries: list[tuple[str, int, str]] | None = None  # (symbol, E, ticker JSON), only when the sent-log is on
-    fault: str = ""  # "malformed:<kind>" for injected frames
+    fault: str = ""  # "malformed:<kind>" or "server_shutdown" for injected frames
 
 
 class SimConnection:
@@ -54,6 +56,7 @@ class SimConnection:
         self.slow_delay = 0.0
         self.slow_until = 0.0
         self.duplicates_pending = 0
+        self.shutdown_announced: float | None = None
         self.received: collections.deque[float] = collections.deque()
         self.frames_sent = 0
         self.tickers_sent = 0
@@ -68,8 +71,13 @@ class SimConnection:
     # -- subscriptions -------------------------------------------------------------------------------
 
     def add_stream(self, stream: str) -> None:
+        """Subscribe; a retired stream (``!ticker@arr``) is accepted and listed, but nothing is ever sent on it
+        unless ``--serve-retired-streams``, as on Binance since 2026-03-26."""
         if stream not in self.streams:
             self.streams.append(stream)
+            if stream in RETIRED_STREAMS and not self.sim.cfg.serve_retired_streams:
+                self.sim.stats.retired_subscriptions[stream] += 1
+                return
             self.sim.subscribers.setdefault(stream, set()).add(self)
 
     def remove_stream(self, stream: str) -> None:
@@ -137,6 +145,9 @@ class SimConnection:
                 if copy_no:
                     sim.stats.duplicates_sent += 1
                     sim.sent_log.fault("duplicate", self.id, stream=item.stream_json.strip('"'), tickers=item.count)
+                elif item.fault == "server_shutdown":
+                    sim.stats.server_shutdowns_sent += 1
+                    sim.sent_log.fault("server_shutdown", self.id, event=item.payload)
                 elif item.fault:
                     kind = item.fault.split(":", 1)[1]
                     sim.stats.malformed_sent[kind] += 1
@@ -181,6 +192,13 @@ class SimConnection:
             self.received.popleft()
         return len(self.received) <= self.sim.cfg.max_messages_per_second
 
+    def control_frame(self) -> None:
+        """A ping or pong from the client: it counts toward the message limit like a text message."""
+        self.sim.stats.control_frames_received += 1
+        if not self.count_incoming() and self.close_code is None:
+            self.close(1008, f"too many messages: more than {self.sim.cfg.max_messages_per_second} per second "
+                             "(pings and pongs count)")
+
     # -- faults --------------------------------------------------------------------------------------
 
     def close(self, code: int, reason: str = "") -> None:
@@ -195,6 +213,17 @@ class SimConnection:
                 transport.abort()
         else:
             self.close_tasks.append(asyncio.ensure_future(self.ws.close(code, reason)))
+
+    def server_shutdown(self, grace: float) -> None:
+        """Binance's ``serverShutdown`` event (since 2026-05), then the close ``grace`` seconds later.
+
+        The event goes through the queue like any frame, so it arrives after what was queued before it, and
+        the connection keeps streaming until the close (1001, as at the end of the lifetime)."""
+        event = f'{{"e":"serverShutdown","E":{int(time.time() * 1000)}}}'
+        payload = ('{"stream":"!serverShutdown","data":' + event + "}") if self.combined else event
+        self.shutdown_announced = time.time()
+        self.enqueue(Outgoing(payload, fault="server_shutdown"))
+        asyncio.get_running_loop().call_later(grace, self.close, 1001, "server shutdown")
 
     def silence(self, seconds: float) -> None:
         """No frames, no pings, no pongs: stop reading (so the protocol never answers pings) for a while."""
@@ -221,6 +250,7 @@ class SimConnection:
             "id": self.id, "peer": self.peer, "path": self.path, "combined": self.combined,
             "streams": list(self.streams), "opened": self.opened, "age_s": round(time.time() - self.opened, 3),
             "frames_sent": self.frames_sent, "tickers_sent": self.tickers_sent, "queued": len(self.queue),
-            "silent": self.silent, "close_code": self.close_code, "close_reason": self.close_reason,
+            "silent": self.silent, "shutdown_announced": self.shutdown_announced,
+            "close_code": self.close_code, "close_reason": self.close_reason,
             "closed_at": self.closed_at,
         }

@@ -14,8 +14,9 @@ from urllib.parse import parse_qs
 from websockets.http11 import Response
 
 from ingest.sim.connection import Outgoing, SimConnection
-from ingest.sim.faults import MALFORMED_KINDS, FaultError, coerce, malformed_payload, wrap_combined
-from ingest.sim.rest import json_response
+from ingest.sim.faults import MALFORMED_KINDS, REST_FAULT_STATUSES, FaultError, coerce, malformed_payload, wrap_combined
+from ingest.sim.handshake import HANDSHAKE_FAULT_STATUSES
+from ingest.sim.rest import SYMBOL_STATUSES, json_response
 
 if TYPE_CHECKING:
     from ingest.sim.server import Simulator
@@ -61,13 +62,26 @@ class Control:
         if kind == "rest":
             status = int(params.get("status", 429))
             count = int(params.get("count", 1))
+            if status not in REST_FAULT_STATUSES and not 500 <= status <= 599:
+                raise FaultError(f"rest status must be one of {REST_FAULT_STATUSES} or 5xx, not {status}")
             self.sim.rest.inject(status, count, int(params.get("retry_after", 5)))
             return {"applied": "rest", "status": status, "count": count}
+        if kind == "handshake":
+            status = int(params.get("status", 451))
+            count = int(params.get("count", 1))
+            if status not in HANDSHAKE_FAULT_STATUSES:
+                raise FaultError(f"handshake status must be one of {HANDSHAKE_FAULT_STATUSES}, not {status}")
+            self.sim.handshakes.inject(status, count)
+            return {"applied": "handshake", "status": status, "count": count}
         conns = self.targets(params.get("conn", "all"))
         if kind == "close":
             code = int(params.get("code", 1011))
             for conn in conns:
                 conn.close(code, str(params.get("reason", f"simulated close {code}")))
+        elif kind == "server_shutdown":
+            grace = float(params.get("grace", 10))
+            for conn in conns:
+                conn.server_shutdown(grace)
         elif kind == "expire":
             for conn in conns:
                 conn.close(1001, "maximum connection lifetime reached")
@@ -110,14 +124,21 @@ class Control:
             raise FaultError("listing needs symbol (and base, quote)")
         quote = str(params.get("quote", "USDT")).upper()
         base = str(params.get("base", symbol.removesuffix(quote))).upper()
-        spec = self.sim.universe.list_symbol(symbol, base, quote, str(params.get("status", "TRADING")))
+        spec = self.sim.universe.list_symbol(symbol, base, quote, self.status(params, "TRADING"))
         self.sim.universe_changed()
         return {"listed": spec.entry}
+
+    @staticmethod
+    def status(params: dict[str, Any], default: str) -> str:
+        status = str(params.get("status", default))
+        if status not in SYMBOL_STATUSES:
+            raise FaultError(f"status must be one of {', '.join(SYMBOL_STATUSES)}, not {status!r}")
+        return status
 
     def delisting(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = str(params.get("symbol", "")).upper()
         if symbol not in self.sim.universe.specs:
             raise FaultError(f"unknown symbol {symbol!r}")
-        spec = self.sim.universe.set_status(symbol, str(params.get("status", "BREAK")))
+        spec = self.sim.universe.set_status(symbol, self.status(params, "BREAK"))
         self.sim.universe_changed()
         return {"delisted": symbol, "status": spec.status}

@@ -12,7 +12,8 @@ import orjson
 
 MALFORMED_KINDS = ("invalid_json", "wrong_types", "missing_fields", "oversized", "invalid_utf8", "excess_decimals",
                    "unknown_event")
-FAULT_TYPES = ("close", "silence", "slow", "malformed", "duplicate", "rest", "expire")
+FAULT_TYPES = ("close", "silence", "slow", "malformed", "duplicate", "rest", "expire", "server_shutdown", "handshake")
+REST_FAULT_STATUSES = (403, 418, 429, 451)  # and any 5xx
 DEFAULT_OVERSIZED_BYTES = 2 * 1024 * 1024  # above websockets' default max_size of 1 MiB
 
 

@@ -37,6 +37,12 @@ class Stats:
         self.rest_requests: Counter[str] = Counter()
         self.rest_status: Counter[str] = Counter()
         self.pings_sent = 0
+        self.control_frames_received = 0  # client pings and pongs: they count toward the message limit
+        self.retired_subscriptions: Counter[str] = Counter()  # subscriptions to retired streams (never served)
+        self.server_shutdowns_sent = 0  # serverShutdown events written (never counted as tickers)
+        self.handshake_attempts: Counter[str] = Counter()  # every upgrade request, by client address
+        self.handshakes_refused: Counter[str] = Counter()  # by HTTP status
+        self.handshakes_refused_by_reason: Counter[str] = Counter()  # "fault", "attempt_limit"
         self.replay_finished = False
         self.replay_frames_total = 0
         self.replay_frames_done = 0
@@ -61,6 +67,12 @@ class Stats:
             "rest_requests": {"total": sum(self.rest_requests.values()), **self.rest_requests},
             "rest_status": dict(self.rest_status),
             "pings_sent": self.pings_sent,
+            "control_frames_received": self.control_frames_received,
+            "server_shutdowns_sent": self.server_shutdowns_sent,
+            "retired_subscriptions": dict(self.retired_subscriptions),
+            "handshake_attempts": {"total": sum(self.handshake_attempts.values()), **self.handshake_attempts},
+            "handshakes_refused": {"total": sum(self.handshakes_refused.values()), **self.handshakes_refused},
+            "handshakes_refused_by_reason": dict(self.handshakes_refused_by_reason),
             "replay_finished": self.replay_finished,
             "replay_frames_total": self.replay_frames_total,
             "replay_frames_done": self.replay_frames_done,

@@ -39,6 +39,23 @@ TICKER_TAIL = '"F":%d,"L":%d,"n":%d}'
 
 
 
+def ascii_lower(text: str) -> str:
+    """Lower-case the ASCII letters only, as Binance does for stream names ('ÄBCUSDT' -> 'Äbcusdt')."""
+    return text.translate(ASCII_LOWER)
+
+
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def stream_symbols(symbol: str) -> tuple[str, ...]:
+    """The forms of a symbol accepted in stream names: Python's str.lower() and Binance's ASCII-only lowering.
+
+    They differ only for non-ASCII letters that have a lower case (not for CJK, which has none); a client may
+    use either, so the simulator serves both (each subscriber gets the name it subscribed with)."""
+    python, binance = symbol.lower(), ascii_lower(symbol)
+    return (python,) if python == binance else (python, binance)
+
+
 def fmt(units: int, precision: int) -> str:
     """Integer units of 10**-precision -> Binance's fixed-point string ('0.00150000', '-12.50')."""
     if units < 0:
@@ -84,6 +101,7 @@ class SymbolState:
         "qvol",
         "spec",
         "step",
+        "stream_symbols",
         "tick",
         "vol",
     )
@@ -92,6 +110,7 @@ class SymbolState:
         self.spec = spec
         self.name = spec.symbol
         self.lower = spec.symbol.lower()
+        self.stream_symbols = stream_symbols(spec.symbol)
         self.pp, self.bp, self.qp = spec.price_precision, spec.base_precision, spec.quote_precision
         self.tick, self.step = spec.tick_units, spec.step_units
         self.quote_div = 10 ** max(0, self.bp + self.pp - self.qp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -23,12 +24,14 @@ import orjson
 from websockets import http11
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from ingest.sim import replay as replay_mod
 from ingest.sim.connection import Outgoing, SimConnection
 from ingest.sim.control import Control
 from ingest.sim.faults import FaultError
+from ingest.sim.handshake import HandshakeGate
 from ingest.sim.ledger import SentLog, Stats
 from ingest.sim.market import DAY_MS, Market, SymbolState, load_seed_prices, render_array, render_bodies
 from ingest.sim.rest import RestApi, json_response
@@ -36,11 +39,34 @@ from ingest.sim.settings import SimConfig
 from ingest.sim.universe import Universe
 
 MAX_URL_BYTES = 64 * 1024
+NON_ASCII = re.compile(rb"[\x80-\xff]")
 METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"
 FALLBACK_MINI = ('{"e":"24hrMiniTicker","E":%d,"s":"BTCUSDT","c":"43250.50000000","o":"43100.00000000",'
                  '"h":"43500.00000000","l":"42800.00000000","v":"15234.56000000","q":"658923456.78000000"}')
 ARRAY_STREAMS = (("!miniTicker@arr", "miniticker"), ("!ticker@arr", "ticker"))
 SYMBOL_STREAMS = (("@miniTicker", "miniticker", SymbolState.mini_json), ("@ticker", "ticker", SymbolState.ticker_json))
+
+
+class CountingConnection(ServerConnection):
+    """A server connection that tells its SimConnection about every ping and pong frame the client sends.
+
+    Binance counts ping and pong frames toward the 5 incoming messages per second; websockets answers pings
+    inside the protocol, below the message iterator the handler reads, so they are counted here."""
+
+    sim_conn: SimConnection | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Percent-encode raw non-ASCII bytes of the request head, so a target sent as UTF-8
+        (``/ws/币安人生usdt@ticker``, ``?symbol=币安人生USDT``) parses like its percent-encoded form:
+        websockets' HTTP parser accepts ASCII only."""
+        if self.request is None and NON_ASCII.search(data):
+            data = NON_ASCII.sub(lambda m: b"%%%02X" % m[0][0], data)
+        super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG) and self.sim_conn is not None:
+            self.sim_conn.control_frame()
+        super().process_event(event)
 
 
 def parse_ws_path(path: str) -> tuple[bool, list[str]] | None:
@@ -81,6 +107,7 @@ class Simulator:
             self.universe = Universe.load(cfg.exchange_info, cfg.symbols)
             self.market = Market(self.universe, cfg.seed, load_seed_prices(cfg.seed_prices))
         self.rest = RestApi(self)
+        self.handshakes = HandshakeGate(cfg.max_connection_attempts, cfg.connection_attempt_window, self.stats)
         self.control = Control(self)
         self.replay_start = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -92,7 +119,8 @@ class Simulator:
         url = urlsplit(request.path)
         if parse_ws_path(request.path) is not None:
             if request.headers.get("Upgrade", "").lower() == "websocket":
-                return None
+                peer = connection.remote_address[0] if connection.remote_address else "?"
+                return self.handshakes.check(peer)
             return json_response(426, {"error": "WebSocket upgrade expected on this path"})
         if url.path.startswith("/_sim/"):
             return self.control.handle(request.method, url.path, url.query)
@@ -101,16 +129,21 @@ class Simulator:
             return self.rest.handle(url.path, url.query, peer)
         return json_response(404, {"code": -1000, "msg": f"Unknown path {url.path}"})
 
-    def rest_24hr(self, symbol: str) -> dict[str, Any]:
-        now = int(time.time() * 1000)
-        if self.market is not None:
-            return self.market.states[symbol].rest_24hr(now)
-        return rest_from_ticker(symbol, self.replay_book.get(symbol), now)
+    def rest_24hr(self, symbol: str) -> dict[str, Any] | None:
+        """A REST ticker/24hr row; in replay mode the last replayed ticker of the symbol, on the replay's clock.
 
-    def rest_price(self, symbol: str) -> dict[str, str]:
+        Replay: a symbol with nothing replayed yet has no row (None): a row stamped with the wall clock (or with
+        values of frames still to come) would make the replayed frames look older than the snapshot."""
+        if self.market is not None:
+            return self.market.states[symbol].rest_24hr(int(time.time() * 1000))
+        ticker = self.replay_book.get(symbol)
+        return rest_from_ticker(symbol, ticker) if ticker is not None else None
+
+    def rest_price(self, symbol: str) -> dict[str, str] | None:
         if self.market is not None:
             return self.market.states[symbol].rest_price()
-        return {"symbol": symbol, "price": rest_from_ticker(symbol, self.replay_book.get(symbol), 0)["lastPrice"]}
+        ticker = self.replay_book.get(symbol)
+        return {"symbol": symbol, "price": str(ticker.get("c", "0.00000000"))} if ticker is not None else None
 
     def sample_ticker(self, full: bool, symbol: str | None) -> str:
         """A current ticker's JSON (base for malformed frames)."""
@@ -136,7 +169,8 @@ class Simulator:
         combined, streams = parsed if parsed else (False, [])
         peer = ws.remote_address[0] if ws.remote_address else "?"
         cfg, stats = self.cfg, self.stats
-        if sum(1 for c in self.connections.values() if c.peer == peer) >= cfg.max_connections_per_ip:
+        if cfg.max_connections_per_ip and \
+                sum(1 for c in self.connections.values() if c.peer == peer) >= cfg.max_connections_per_ip:
             stats.connections_rejected["per_address_limit"] += 1
             stats.closes["1008"] += 1
             await ws.close(1008, "too many connections from this address")
@@ -147,6 +181,8 @@ class Simulator:
             await ws.close(1008, f"too many streams: at most {cfg.max_streams} per connection")
             return
         conn = SimConnection(self, self.next_conn_id, ws, combined, streams)
+        if isinstance(ws, CountingConnection):
+            ws.sim_conn = conn
         self.next_conn_id += 1
         self.connections[conn.id] = conn
         stats.connections_open += 1
@@ -204,6 +240,7 @@ class Simulator:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 return error(2, "Invalid request: params must be a list of stream names")
+            params = [unquote(p) if "%" in p else p for p in params]  # "stream names may be URL-encoded"
             if method == "SUBSCRIBE":
                 if len(set(conn.streams) | set(params)) > self.cfg.max_streams:
                     return error(2, f"Invalid request: at most {self.cfg.max_streams} streams per connection")
@@ -265,11 +302,12 @@ class Simulator:
         if any(not name.startswith("!") for name in subs):
             for state in changed:
                 for suffix, kind, render in SYMBOL_STREAMS:
-                    conns = subs.get(state.lower + suffix)
-                    if conns:
-                        data = render(state)
-                        self.deliver(conns, state.lower + suffix, kind, data, 1,
-                                     [(state.name, state.E, data)] if log else None)
+                    for symbol in state.stream_symbols:
+                        conns = subs.get(symbol + suffix)
+                        if conns:
+                            data = render(state)
+                            self.deliver(conns, symbol + suffix, kind, data, 1,
+                                         [(state.name, state.E, data)] if log else None)
 
     async def generate(self) -> None:
         """Tick every interval; ``rate`` tickers per second spread over the intervals (all when unset)."""
@@ -325,7 +363,11 @@ class Simulator:
             tickers = replay_mod.tickers_in(frame.data)
             for ticker in tickers:
                 if isinstance(ticker.get("s"), str):
-                    self.replay_book.setdefault(ticker["s"], {}).update(ticker)
+                    row = self.replay_book.setdefault(ticker["s"], {})
+                    if "C" not in ticker:  # a mini ticker: its E is the latest close time, not an older C
+                        row.pop("C", None)
+                        row.pop("O", None)
+                    row.update(ticker)
             kind = replay_mod.TICKER_KINDS[tickers[0]["e"]] if tickers else ""
             entries = None
             if log and tickers:
@@ -378,7 +420,7 @@ class Simulator:
         # generating it, and a client must not depend on compression being offered.
         async with serve(self.handler, cfg.host, cfg.port, process_request=self.process_request,
                          ping_interval=None, close_timeout=cfg.close_timeout, max_size=cfg.max_frame_bytes,
-                         max_queue=64, compression=None) as server:
+                         max_queue=64, compression=None, create_connection=CountingConnection) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             self.ws_url, self.http_url = f"ws://{cfg.host}:{port}", f"http://{cfg.host}:{port}"
             if on_ready:
@@ -407,11 +449,12 @@ class Simulator:
         self.sent_log.close()
 
 
-def rest_from_ticker(symbol: str, ticker: dict[str, Any] | None, now: int) -> dict[str, Any]:
-    """REST ticker/24hr in replay mode: the last replayed ticker's values under REST names."""
-    t = ticker or {}
+def rest_from_ticker(symbol: str, t: dict[str, Any]) -> dict[str, Any]:
+    """REST ticker/24hr in replay mode: the last replayed ticker's values under REST names, its own times.
+
+    closeTime is the ticker's ``C`` (a full ticker) or ``E`` (a mini ticker has no C): the replay's clock."""
     zero = "0.00000000"
-    close_time = t.get("C", t.get("E", now))
+    close_time = t.get("C", t.get("E", 0))
     return {
         "symbol": symbol, "priceChange": t.get("p", zero), "priceChangePercent": t.get("P", "0.000"),
         "weightedAvgPrice": t.get("w", zero), "prevClosePrice": t.get("x", zero), "lastPrice": t.get("c", zero),

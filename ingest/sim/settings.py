@@ -34,13 +34,16 @@ class SimConfig:
     ping_interval: float = 20.0
     pong_timeout: float = 60.0
     max_lifetime: float = 24 * 3600.0
-    max_connections_per_ip: int = 5
+    max_connections_per_ip: int = 0  # 0 = off: Binance documents no concurrent limit (our own caution, for tests)
+    max_connection_attempts: int = 300  # per client address per window (Binance, since 2023-02); 0 = off
+    connection_attempt_window: float = 300.0
     max_messages_per_second: int = 5
     max_streams: int = 1024
-    rest_weight_limit: int = 1200
+    rest_weight_limit: int = 6000  # per minute per address (Binance since 2023-08; 1200 before)
     rest_weight_window: float = 60.0
     rest_ban_after: int = 2
     rest_ban_seconds: float = 120.0
+    serve_retired_streams: bool = False  # serve !ticker@arr as before its retirement (replays, benchmarks)
     max_queue_frames: int = 10_000
     close_timeout: float = 2.0
     max_frame_bytes: int = 1 << 20

@@ -91,7 +91,8 @@ def quiesce(sim: Any, worker: Any, settle_s: float = 0.6, timeout_s: float = 30.
     time.sleep(settle_s)
     stats = sim.stats()
     calls = stats["rest_requests"].get("/api/v3/ticker/24hr", 0)
-    entries = len(sim.request("/api/v3/ticker/24hr")[2]) if calls else 0
+    # what the worker's snapshot of an all-market stream asks for (ingest.binance.snapshot): TRADING symbols only
+    entries = len(sim.request("/api/v3/ticker/24hr", {"symbolStatus": "TRADING"})[2]) if calls else 0
     symbols = len(sim.request("/api/v3/exchangeInfo")[2]["symbols"])
     state = SimState(stats, sim.connections()["closed"], calls * entries, symbols)
     sim.stop()

@@ -57,7 +57,7 @@ class Seen:
 
 def settings_for(sim: Any, **overrides: Any) -> Settings:
     base = Settings(ws_url=sim.ws_url, rest_url=sim.http_url, stale_timeout_s=2.0, backoff_initial_s=0.05,
-                    backoff_max_s=0.4)
+                    backoff_max_s=0.4, backoff_slow_s=0.4)
     return dataclasses.replace(base, **overrides)
 
 

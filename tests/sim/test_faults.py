@@ -154,7 +154,7 @@ def test_duplicate_frames_and_sent_log(sim_factory) -> None:
 
 
 def test_sent_log_equals_what_the_client_received(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1)
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1, serve_retired_streams=True)
 
     async def scenario() -> list[dict]:
         async with websockets.connect(sim.ws_url + "/ws/!ticker@arr") as ws:
@@ -198,7 +198,7 @@ def test_listing_and_delisting_follow_in_exchange_info_and_stream(sim_factory) -
     assert ticker["symbol"] == "NEWUSDT" and ticker["lastPrice"].endswith("0")  # USDT precision 8, tick 0.01
 
 
-@pytest.mark.parametrize("status", [429, 418, 500, 503])
+@pytest.mark.parametrize("status", [429, 418, 451, 403, 500, 503])
 def test_rest_faults(sim_factory, status: int) -> None:
     sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
     sim.fault("rest", status=status, count=2, retry_after=7)
@@ -208,7 +208,12 @@ def test_rest_faults(sim_factory, status: int) -> None:
     assert first[0] == second[0] == status and third[0] == 200
     if status in (418, 429):
         assert first[1]["Retry-After"] == "7"
+    if status == 403:  # the CDN's WAF page: HTML, no Binance weight header
+        assert first[1]["Content-Type"].startswith("text/html") and "X-MBX-USED-WEIGHT-1M" not in first[1]
+        return
     assert "X-MBX-USED-WEIGHT-1M" in first[1]
+    if status == 451:
+        assert "restricted location" in first[2]["msg"]
 
 
 def test_fault_from_the_command_line(sim_factory) -> None:
@@ -228,3 +233,113 @@ def test_bad_fault_request_is_400(sim_factory) -> None:
     assert status == 400 and "explode" in body["error"]
     status, _, body = sim.request("/_sim/fault", {"type": "malformed", "kind": "nope"}, method="POST")
     assert status == 400
+
+
+@pytest.mark.parametrize("combined", [False, True])
+def test_server_shutdown_announces_keeps_streaming_then_closes(sim_factory, combined: bool) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1)
+    path = "/stream?streams=!miniTicker@arr" if combined else "/ws/!miniTicker@arr"
+
+    async def scenario() -> tuple[list, float, float, int | None]:
+        loop = asyncio.get_running_loop()
+        async with websockets.connect(sim.ws_url + path) as ws:
+            first = await recv_json(ws)
+            applied = sim.fault("server_shutdown", grace=1.5)
+            start = loop.time()
+            frames = [first] + [json.loads(f) for f in await recv_until_closed(ws, wait=10)]
+            return frames, start, loop.time(), ws.close_code, applied
+
+    frames, start, end, code, applied = run(scenario())
+    assert len(applied["connections"]) == 1
+    payloads = [f["data"] if combined else f for f in frames]
+    events = [f for f, p in zip(frames, payloads, strict=True) if isinstance(p, dict) and p["e"] == "serverShutdown"]
+    assert len(events) == 1
+    event = events[0]
+    if combined:
+        assert event["stream"] == "!serverShutdown" and set(event["data"]) == {"e", "E"}
+    else:
+        assert set(event) == {"e", "E"}
+    after = frames[frames.index(event) + 1:]
+    assert len(after) >= 5  # 1.5 s of 0.1 s arrays after the announcement: it keeps streaming
+    assert code == 1001 and end - start >= 1.4
+    stats = sim.stats()
+    assert stats["server_shutdowns_sent"] == 1 and stats["closes"] == {"1001": 1}
+    assert stats["tickers_sent"]["total"] == sum(len(f["data"] if combined else f) for f in frames
+                                                 if f is not event)  # the event is not a ticker
+    records = sim.sent_records()
+    assert [r["fault"] for r in records if "fault" in r] == ["server_shutdown"]
+    assert all(r.get("kind") == "miniticker" for r in records if "fault" not in r)
+    assert sim.connections()["closed"][-1]["close_reason"] == "server shutdown"
+
+
+def test_server_shutdown_one_connection_by_id(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.2)
+
+    async def scenario() -> None:
+        async with websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as a, \
+                websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as b:
+            await recv_json(a)
+            await recv_json(b)
+            ids = sorted(c["id"] for c in sim.connections()["open"])
+            assert sim.fault("server_shutdown", conn=ids[1], grace=0.3)["connections"] == [ids[1]]
+            frames = [json.loads(f) for f in await recv_until_closed(b, wait=5)]
+            assert b.close_code == 1001
+            assert [f["e"] for f in frames if isinstance(f, dict)] == ["serverShutdown"]
+            await asyncio.sleep(0.5)
+            assert isinstance(await recv_json(a), list) and a.close_code is None  # the other one is untouched
+
+    run(scenario())
+    assert sim.stats()["server_shutdowns_sent"] == 1
+
+
+@pytest.mark.parametrize("status", [451, 403, 429])
+def test_handshake_fault_refuses_the_next_n_handshakes(sim_factory, status: int) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.2)
+    assert sim.fault("handshake", status=status, count=2) == {"applied": "handshake", "status": status, "count": 2}
+
+    async def scenario() -> list:
+        refused = []
+        for _ in range(2):
+            with pytest.raises(websockets.InvalidStatus) as info:
+                await websockets.connect(sim.ws_url + "/ws/!miniTicker@arr")
+            refused.append(info.value.response)
+        async with websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as ws:  # the third goes through
+            assert isinstance(await recv_json(ws), list)
+        return refused
+
+    responses = run(scenario())
+    assert [r.status_code for r in responses] == [status, status]
+    body = responses[0].body
+    if status == 451:
+        assert "restricted location" in json.loads(body)["msg"]
+    elif status == 403:
+        assert responses[0].headers["Content-Type"].startswith("text/html") and b"403 ERROR" in body
+    else:
+        assert json.loads(body)["code"] == -1003 and int(responses[0].headers["Retry-After"]) >= 1
+    stats = sim.stats()
+    assert stats["handshakes_refused"] == {"total": 2, str(status): 2}
+    assert stats["handshakes_refused_by_reason"] == {"fault": 2}
+    assert stats["handshake_attempts"] == {"total": 3, "127.0.0.1": 3}
+    assert stats["connections_total"] == 1
+
+
+def test_handshake_and_rest_fault_validation(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=5)
+    assert sim.request("/_sim/fault", {"type": "handshake", "status": 500}, method="POST")[0] == 400
+    assert sim.request("/_sim/fault", {"type": "rest", "status": 404}, method="POST")[0] == 400
+
+
+def test_server_shutdown_and_handshake_faults_from_the_command_line(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.2,
+                      fault=["handshake:status=451,count=1", "server_shutdown:grace=0.5,at=2"])
+
+    async def scenario() -> tuple[list, int | None]:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(sim.ws_url + "/ws/!miniTicker@arr")
+        assert info.value.response.status_code == 451
+        async with websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as ws:
+            frames = [json.loads(f) for f in await recv_until_closed(ws, wait=10)]
+            return frames, ws.close_code
+
+    frames, code = run(scenario())
+    assert code == 1001 and [f["e"] for f in frames if isinstance(f, dict)] == ["serverShutdown"]

@@ -93,3 +93,50 @@ def test_replay_waits_for_a_subscriber_and_reports_unfinished(sim_factory, tmp_p
     sim = sim_factory(replay=tmp_path / "frames.jsonl", replay_timing="fast")
     stats = sim.stats()
     assert stats["replay_finished"] is False and stats["replay_frames_done"] == 0
+
+
+def full(symbol: str, e: int, price: str) -> dict:
+    return {"e": "24hrTicker", "E": e, "s": symbol, "p": "0.10", "P": "1.000", "w": "1.00", "x": "1.00", "c": price,
+            "Q": "1.00", "b": "0.99", "B": "1.00", "a": "1.01", "A": "1.00", "o": "1.00", "h": "2.00", "l": "0.50",
+            "v": "10.00", "q": "12.50", "O": e - 86_400_000, "C": e, "F": 1, "L": 10 + e % 1000, "n": 10 + e % 1000}
+
+
+def test_replay_rest_answers_what_was_replayed_so_far_on_the_replays_clock(sim_factory, tmp_path: Path) -> None:
+    """A client reads REST after each replayed frame: it sees that frame's values and times, nothing later,
+    nothing stamped with the wall clock, and no row for a symbol with nothing replayed yet."""
+    start, gap = 1_633_998_512_000, 700  # 2021: a wall-clock stamp would stand out
+    lines = []
+    for i in range(5):
+        tickers = [mini("BTCUSDT", start + i * gap, f"{100 + i}.00")]
+        if i >= 2:
+            tickers.append(full("ETHBTC", start + i * gap, f"0.0{i}"))
+        lines.append(json.dumps({"stream": "!miniTicker@arr", "frame": json.dumps(tickers)}))
+    (tmp_path / "frames.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sim = sim_factory(replay=tmp_path / "frames.jsonl", exchange_info=EXCHANGE_INFO_EXCERPT)
+    assert sim.request("/api/v3/ticker/24hr")[2] == []  # nothing replayed yet
+
+    async def scenario() -> list[tuple[list, list, int, dict]]:
+        seen = []
+        async with websockets.connect(sim.ws_url + "/ws/!miniTicker@arr") as ws:
+            for _ in range(5):
+                frame = json.loads(await recv_text(ws))
+                every = sim.request("/api/v3/ticker/24hr")[2]
+                status, _, eth = sim.request("/api/v3/ticker/24hr", {"symbol": "ETHBTC"})
+                mini_rows = sim.request("/api/v3/ticker/24hr", {"type": "MINI", "symbols": '["BTCUSDT"]'})[2]
+                seen.append((frame, every, status, {"eth": eth, "mini": mini_rows}))
+        return seen
+
+    for i, (frame, every, eth_status, extra) in enumerate(run(scenario())):
+        e = start + i * gap
+        assert [t["E"] for t in frame] == [e] * len(frame)
+        rows = {r["symbol"]: r for r in every}
+        assert set(rows) == ({"BTCUSDT", "ETHBTC"} if i >= 2 else {"BTCUSDT"})  # only what was replayed
+        btc = rows["BTCUSDT"]
+        assert btc["lastPrice"] == f"{100 + i}.00" and btc["closeTime"] == e and btc["openTime"] == e - 86_400_000
+        assert extra["mini"][0]["closeTime"] == e and extra["mini"][0]["lastPrice"] == f"{100 + i}.00"
+        if i >= 2:
+            eth = rows["ETHBTC"]
+            assert eth["closeTime"] == e and eth["lastPrice"] == f"0.0{i}" and eth["bidPrice"] == "0.99"
+            assert eth_status == 200 and extra["eth"] == eth
+        else:
+            assert eth_status == 400  # no row is invented for a symbol with nothing replayed yet

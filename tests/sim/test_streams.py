@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -50,7 +51,7 @@ def check_ticker(ticker: dict[str, Any], spec: dict[str, Any], full: bool) -> No
 
 
 def test_raw_and_combined_array_streams_with_exact_fields(sim_factory) -> None:
-    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.2, seed=1)
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.2, seed=1, serve_retired_streams=True)
     specs = specs_by_symbol(sim)
 
     async def scenario() -> tuple[list, list, dict]:
@@ -70,6 +71,48 @@ def test_raw_and_combined_array_streams_with_exact_fields(sim_factory) -> None:
     trading = {s for s, spec in specs.items() if spec["status"] == "TRADING"}
     assert {t["s"] for t in mini} == trading
     assert "BCCBTC" not in trading and "1INCHUSDT" in trading
+
+
+@pytest.mark.parametrize("how", ["url", "subscribe"])
+def test_retired_ticker_arr_is_accepted_but_never_served(sim_factory, how: str) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1, seed=2)
+    path = "/stream?streams=!ticker@arr/!miniTicker@arr" if how == "url" else "/stream"
+
+    async def scenario() -> tuple[list, list]:
+        async with websockets.connect(sim.ws_url + path) as ws:
+            if how == "subscribe":
+                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["!ticker@arr", "!miniTicker@arr"],
+                                          "id": 1}))
+                assert await recv_json(ws) == {"result": None, "id": 1}
+            await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+            listed = None
+            streams = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 2.0  # 20 intervals
+            while loop.time() < deadline:
+                frame = await recv_json(ws)
+                if frame.get("id") == 2:
+                    listed = frame["result"]
+                else:
+                    streams.append(frame["stream"])
+            return listed, streams
+
+    listed, streams = run(scenario())
+    assert sorted(listed) == ["!miniTicker@arr", "!ticker@arr"]  # the subscription succeeded
+    assert len(streams) >= 10 and set(streams) == {"!miniTicker@arr"}  # ... and nothing came on it
+    stats = sim.stats()
+    assert "ticker" not in stats["tickers_sent"] and stats["retired_subscriptions"] == {"!ticker@arr": 1}
+
+
+def test_serve_retired_streams_serves_ticker_arr(sim_factory) -> None:
+    sim = sim_factory(exchange_info=EXCHANGE_INFO_EXCERPT, interval=0.1, seed=2, serve_retired_streams=True)
+
+    async def scenario() -> list:
+        async with websockets.connect(sim.ws_url + "/ws/!ticker@arr") as ws:
+            return await recv_json(ws)
+
+    assert {t["e"] for t in run(scenario())} == {"24hrTicker"}
+    assert sim.stats()["retired_subscriptions"] == {}
 
 
 def test_symbol_streams_raw_multi_path_and_e_strictly_increasing(sim_factory) -> None:

@@ -53,7 +53,7 @@ class Collector:
 
 def settings(server: FakeBinance, **overrides: Any) -> Settings:
     base = Settings(ws_url=server.url, stale_timeout_s=1.0, backoff_initial_s=0.05, backoff_max_s=0.2,
-                    rotate_after_s=3600.0)
+                    backoff_slow_s=0.3, rotate_after_s=3600.0)
     return dataclasses.replace(base, **overrides)
 
 
@@ -146,11 +146,11 @@ def test_reconnects_after_close_and_counts_the_reason(code, reason, monkeypatch)
     run(scenario)
 
 
-def test_1008_waits_at_least_half_the_cap():
+def test_1008_waits_at_least_half_the_slow_cap():
     async def scenario():
         async with FakeBinance() as server:
             got = Collector()
-            source = StreamSource(settings(server, backoff_initial_s=0.01, backoff_max_s=1.0),
+            source = StreamSource(settings(server, backoff_initial_s=0.01, backoff_max_s=0.1, backoff_slow_s=1.0),
                                   ["btcusdt@miniTicker"], got.on_frame, got.on_connected)
             task = await start(source)
             await wait_until(lambda: len(got.connected) == 1)

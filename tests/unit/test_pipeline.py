@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 
@@ -176,3 +177,41 @@ def test_dead_letter_of_a_frame_above_kafkas_record_limit_is_cut_and_says_so():
     small = b"[" + b'{"e":' * 10
     run(pipeline.on_frame(small, meta()))
     assert sink.sent[-1][2] == small and "truncated_from" not in dict(sink.sent[-1][4])
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, labels)
+
+
+def test_subscribed_streams_have_series_before_their_first_record_and_lose_them_when_unsubscribed():
+    pipeline, _ = make()
+    before = time.time()
+    pipeline.track_streams(["!miniTicker@arr", "xyzsilentusdt@ticker", "btcusdt@ticker"])
+    subscribed_at = _sample("binance_ingest_last_event_timestamp_seconds", stream="@ticker")
+    assert subscribed_at is not None and before <= subscribed_at <= time.time()  # ages from the subscription
+    assert _sample("binance_ingest_ws_messages_total", stream="@ticker") is not None
+    run(pipeline.on_frame(orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000)]}), meta()))
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="!miniTicker@arr") == 1.0
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="@ticker") == subscribed_at
+    pipeline.track_streams(["!miniTicker@arr", "btcusdt@ticker"])  # still subscribed: the value is kept
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="@ticker") == subscribed_at
+    pipeline.track_streams(["!miniTicker@arr"])  # unsubscribed (shard released, symbol delisted): no alert
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="@ticker") is None
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="!miniTicker@arr") == 1.0
+
+
+def test_non_ascii_symbol_is_keyed_by_its_utf8_bytes():
+    pipeline, sink = make()
+    run(pipeline.on_frame(orjson.dumps({"stream": "币安人生usdt@miniTicker", "data": mini("币安人生USDT", 1000)}),
+                          meta()))
+    assert [(t, k) for t, k, *_ in sink.sent] == [("t.spot.miniticker", "币安人生USDT".encode())]
+
+
+def test_raw_frames_of_several_streams_are_named_by_the_subscribed_all_market_stream():
+    settings = Settings(topic_prefix="t.spot")
+    encoders = {kind: Encoder(parsed_schema(kind), i + 1) for i, kind in enumerate(("miniticker", "ticker", "symbols"))}
+    pipeline = Pipeline(settings, FakeSink(), encoders, ["!miniTicker@arr", "btcusdt@ticker"])
+    pipeline.track_streams(["!miniTicker@arr", "btcusdt@ticker"])
+    frame = orjson.dumps([mini("ETHBTC", 5000), dict(mini("ETHBTC", 5000), s="BNBBTC")])
+    run(pipeline.on_frame(frame, meta()))  # a bare array, as a raw (/ws/) connection delivers it
+    assert _sample("binance_ingest_last_event_timestamp_seconds", stream="!miniTicker@arr") == 5.0

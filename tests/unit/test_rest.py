@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from ingest import metrics
 from ingest.binance import rest
+from ingest.binance.limits import LocationRefusal
 from ingest.binance.rest import RestClient, RestError, WeightBudget
 from ingest.config import Settings
 
@@ -242,3 +244,48 @@ def test_real_ticker_24hr_payload_round_trips(binance):
     got = asyncio.run(client(binance.url, FakeClock()).ticker_24hr())
     assert len(got) == 2519
     assert got == binance.default  # decimal strings untouched
+
+
+# ---- the exchange's refusals: 451 (location) and 403 (WAF) ---------------------------------------------
+
+def test_451_fails_at_once_holds_every_request_for_minutes_and_logs_one_clear_line(binance, caplog):
+    """Catches: 451 retried like a 5xx (several requests within seconds), no hold for the next call, the error
+    line repeated per call, and a refusal that never clears once Binance answers again."""
+    clock = FakeClock()
+    refusal = LocationRefusal(300.0, clock=clock)
+    body = b'{"code":0,"msg":"Service unavailable from a restricted location according to b. Eligibility"}'
+    binance.script = [(451, {}, body), (451, {}, body)]
+    binance.default = [{"symbol": "BTCUSDT", "price": "1.0"}]
+    c = client(binance.url, clock, refusal=refusal)
+    caplog.set_level(logging.INFO, logger="ingest")
+
+    async def calls():
+        with pytest.raises(RestError, match="451"):
+            await c.ticker_price()
+        assert len(binance.seen) == 1 and clock.sleeps == []  # no retry inside the call
+        assert refusal.refused and "451" in refusal.reason()
+        with pytest.raises(RestError, match="451"):
+            await c.ticker_price()  # waits out the hold first, then asks once
+        assert clock.sleeps == [300.0] and len(binance.seen) == 2
+        return await c.ticker_price()
+
+    assert asyncio.run(calls()) == binance.default
+    assert sum(clock.sleeps) == 600.0 and len(binance.seen) == 3
+    assert not refusal.refused and refusal.reason() == ""
+    lines = [r for r in caplog.records if "refuses this location" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    assert "HTTP 451" in lines[0].getMessage() and "allowed region" in lines[0].getMessage()
+    assert "restricted location" in lines[0].getMessage()  # Binance's own words reach the operator
+    assert metrics.REGISTRY.get_sample_value("binance_ingest_location_refused", {"source": "rest"}) == 0
+
+
+@pytest.mark.parametrize(("headers", "expected"), [({"Retry-After": "42"}, 42.0), ({}, rest.DEFAULT_RETRY_AFTER_S)])
+def test_403_waf_backs_off_like_429(binance, headers, expected):
+    """Catches: 403 raised at once as an ordinary 4xx (the caller's next call would hit the WAF again)."""
+    clock = FakeClock()
+    binance.script = [(403, headers, b"<html>403 Forbidden</html>")]
+    binance.default = [{"symbol": "BTCUSDT", "price": "1.0"}]
+    before = requests_count(rest.TICKER_PRICE, "403")
+    assert asyncio.run(client(binance.url, clock).ticker_price()) == binance.default
+    assert clock.sleeps == [expected]
+    assert requests_count(rest.TICKER_PRICE, "403") - before == 1

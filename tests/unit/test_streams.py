@@ -68,10 +68,45 @@ def test_patterns_expand_to_trading_symbols_narrowed_by_quote_asset():
     # duplicates collapse, order is kept, explicit streams pass through
     assert st.expand(["BTCUSDT@ticker", "@ticker", "!miniTicker@arr"], ex) == [
         "btcusdt@ticker", "ethbtc@ticker", "!miniTicker@arr"]
-    assert st.needs_exchange_info(["!ticker@arr", "@ticker"])
-    assert not st.needs_exchange_info(["!ticker@arr"])
+    assert st.needs_exchange_info(["!miniTicker@arr", "@ticker"])
+    assert not st.needs_exchange_info(["!miniTicker@arr", "btcusdt@ticker"])
     with pytest.raises(ConfigError, match="needs exchangeInfo"):
         st.expand(["@ticker"])
+
+
+def test_retired_ticker_arr_is_served_per_trading_symbol_unless_literal():
+    ex = info(("BTCUSDT", "TRADING", "USDT"), ("ETHBTC", "TRADING", "BTC"), ("OLDUSDT", "BREAK", "USDT"))
+    # the whole market, not narrowed by --quote-assets (which narrows the explicit patterns only)
+    assert st.expand(["!ticker@arr", "@miniTicker"], ex, ["USDT"]) == [
+        "btcusdt@ticker", "ethbtc@ticker", "btcusdt@miniTicker"]
+    assert st.expand(["!ticker@arr", "!miniTicker@arr"], ex, literal_retired=True) == ["!ticker@arr", "!miniTicker@arr"]
+    assert st.needs_exchange_info(["!ticker@arr"])
+    assert not st.needs_exchange_info(["!ticker@arr"], literal_retired=True)
+    with pytest.raises(ConfigError, match="needs exchangeInfo"):
+        st.expand(["!ticker@arr"])
+    assert st.expand(["!ticker@arr", "btcusdt@ticker"], ex) == ["btcusdt@ticker", "ethbtc@ticker"]  # no duplicate
+
+
+def test_non_ascii_symbols_are_stream_names_and_unusable_ones_are_skipped():
+    ex = info(("币安人生USDT", "TRADING", "USDT"), ("BTCUSDT", "TRADING", "USDT"), ("BAD SYM", "TRADING", "USDT"),
+              ("A/B", "TRADING", "USDT"), ("🚀USDT", "TRADING", "USDT"), ("币安人生BTC", "TRADING", "BTC"))
+    ex["symbols"] += [{"status": "TRADING", "quoteAsset": "USDT"}, "garbage", {"symbol": 7, "status": "TRADING"}]
+    skipped: list[str] = []
+    assert st.expand(["@ticker"], ex, ["USDT"], skipped=skipped) == ["币安人生usdt@ticker", "btcusdt@ticker"]
+    assert skipped == ["BAD SYM", "A/B", "🚀USDT"]
+    assert st.expand(["@miniTicker"], ex) == ["币安人生usdt@miniTicker", "btcusdt@miniTicker", "币安人生btc@miniTicker"]
+    assert st.normalize("币安人生USDT@ticker") == "币安人生usdt@ticker"
+    assert st.symbol("币安人生usdt@ticker") == "币安人生USDT"
+    assert st.metric_label("币安人生usdt@ticker") == "@ticker"
+    for bad in ("a b@ticker", "a%20b@ticker", "a/b@ticker", "🚀usdt@ticker"):
+        with pytest.raises(ConfigError, match="unsupported stream"):
+            st.normalize(bad)
+
+
+def test_frame_key_undoes_percent_encoding_and_case():
+    assert st.frame_key("%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9Fusdt@ticker") == "币安人生usdt@ticker"
+    assert st.frame_key("币安人生usdt@miniTicker") == "币安人生usdt@miniticker"
+    assert st.frame_key("BTCUSDT@ticker") == "btcusdt@ticker"
 
 
 @pytest.mark.skipif(not EXCHANGE_INFO_2023.exists(), reason=f"{CAPTURES} not present")
@@ -108,6 +143,15 @@ def test_split_for_url_keeps_the_url_short():
     assert st.split_for_url(["!miniTicker@arr"]) == (["!miniTicker@arr"], [])
     assert st.split_for_url(["x" * 5000]) == (["x" * 5000], [])  # one always goes into the URL
     assert [len(c) for c in st.chunks(rest)] == [200, 200, 200, 200, 159]
+
+
+def test_non_ascii_streams_are_percent_encoded_and_counted_at_their_encoded_length():
+    url = st.build_url("wss://x", ["币安人生usdt@ticker", "!miniTicker@arr"], True)
+    assert url == "wss://x/stream?streams=%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9Fusdt@ticker/!miniTicker@arr"
+    names = ["币安人生usdt@ticker"] * 100  # 46 URL characters each, 17 characters as a str
+    in_url, _ = st.split_for_url(names)
+    assert len(in_url) == st.URL_MAX_CHARS // 47
+    assert st.combined_stream_name('{"stream":"币安人生usdt@ticker","data":{}}'.encode()) == "币安人生usdt@ticker"
 
 
 # ---- splitting ----------------------------------------------------------------------------------------

@@ -3,18 +3,22 @@
 It is not a mock: the client under test talks to it over TCP with the real websockets library. It serves
 ``/ws/<a>/<b>`` (raw) and ``/stream?streams=a/b`` (combined), answers SUBSCRIBE/UNSUBSCRIBE, pushes one
 mini ticker per stream every ``interval_s`` with a per-stream sequence number as event time, and can be
-told to close with a code, go silent, or send an oversized frame. Bound to 127.0.0.1, stopped by the test.
+told to close with a code, go silent, send an oversized frame or a ``serverShutdown`` event, or refuse the
+next handshakes with an HTTP status (451, 403, 429 ...). Every handshake attempt is timed in ``attempts``.
+Bound to 127.0.0.1, stopped by the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 
 @dataclass(eq=False)
@@ -34,10 +38,14 @@ class FakeBinance:
         self.seq: dict[str, int] = {}
         self.server: Server | None = None
         self.refuse_subscribe = False
+        self.refuse_status: int | None = None  # refuse the next refuse_count handshakes with this status
+        self.refuse_count = 0
+        self.refuse_headers: dict[str, str] = {}
+        self.attempts: list[float] = []  # time.monotonic() of every handshake attempt
         self._broadcaster: asyncio.Task[None]
 
     async def __aenter__(self) -> FakeBinance:
-        self.server = await serve(self._handler, "127.0.0.1", 0, max_size=None)
+        self.server = await serve(self._handler, "127.0.0.1", 0, max_size=None, process_request=self._process_request)
         self._broadcaster = asyncio.create_task(self._broadcast())
         return self
 
@@ -68,6 +76,23 @@ class FakeBinance:
     async def send_raw(self, payload: str) -> None:
         for conn in self.open_connections():
             await conn.ws.send(payload)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        self.attempts.append(time.monotonic())
+        if self.refuse_status is None or self.refuse_count <= 0:
+            return None
+        self.refuse_count -= 1
+        response = ws.respond(self.refuse_status, f"refused with {self.refuse_status} by the test server\n")
+        for name, value in self.refuse_headers.items():
+            response.headers[name] = value
+        return response
+
+    async def server_shutdown(self, event_time: int = 1) -> None:
+        """Binance's announcement that it will close the connections (since 2026-05)."""
+        for conn in self.open_connections():
+            data = {"e": "serverShutdown", "E": event_time}
+            payload = {"stream": "!serverShutdown", "data": data} if conn.combined else data
+            await conn.ws.send(json.dumps(payload, separators=(",", ":")))
 
     async def _handler(self, ws: ServerConnection) -> None:
         target = urlsplit(ws.request.path)
