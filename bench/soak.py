@@ -350,7 +350,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "sim_stats": sim_stats, "exit_codes": exit_codes, "verdict": asdict(verdict),
                   "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
                                  final.get("binance_ingest_ws_reconnects_total", {}).items()},
-                  "git": _git_head()}
+                  "git": _git_head(), "final_metrics": {k: v for k, v in final.items()
+                                                        if k.startswith("binance_ingest_")}}
     finally:
         for w in workers:
             w.stop(timeout_s=30)

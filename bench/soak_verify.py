@@ -266,6 +266,7 @@ class Verdict:
     fault_lines: dict[str, int]
     failures: list[str]
     repeated: int = 0
+    not_owned: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -274,7 +275,8 @@ class Verdict:
     def lines(self) -> list[str]:
         out = [f"identity: sent {self.sent} (sent-log lines + {self.repeated} tickers of frames sent twice) = "
                f"received {self.received:g} (accepted from websockets "
-               f"{sum(k.accepted_ws for k in self.kinds):g} + duplicates suppressed {self.duplicates_ws:g}) + lost in "
+               f"{sum(k.accepted_ws for k in self.kinds):g} + duplicates suppressed {self.duplicates_ws:g} + discarded "
+               f"at handovers {self.not_owned:g}) + lost in "
                f"flight {self.lost_in_flight:g} (allowed: connection tails {self.tail_allowance}); dropped "
                f"{self.dropped or 0}; dead letters {self.dead_letters_topic} in topic = {self.dead_letters_metric:g} "
                f"counted"]
@@ -337,7 +339,8 @@ def verify(sent_log: Path, bootstrap: str, prefix: str, final: dict[str, dict[st
     dup_total = get("duplicates_suppressed_total")
     dup_ws = dup_total - snapshot_dups
     total_sent = sum(f.sent for f in figures) + sum(sent.repeated.values())
-    received = sum(f.accepted_ws for f in figures) + dup_ws
+    not_owned = get("tickers_not_owned_total")  # discarded at a coordinated replica's frame gate (handovers)
+    received = sum(f.accepted_ws for f in figures) + dup_ws + not_owned
     lost = total_sent - received
     allowance = sum(f.tail_allowance for f in figures)
     if snapshot_dups < 0:
@@ -360,4 +363,4 @@ def verify(sent_log: Path, bootstrap: str, prefix: str, final: dict[str, dict[st
     if dead_topic != dead_metric:
         failures.append(f"dead-letter topic has {dead_topic} records, deadletter_total={dead_metric:g}")
     return Verdict(figures, total_sent, received, dup_ws, lost, allowance, dropped, dead_metric, dead_topic,
-                   dup_total, dict(sent.fault_lines), failures, sum(sent.repeated.values()))
+                   dup_total, dict(sent.fault_lines), failures, sum(sent.repeated.values()), not_owned)

@@ -120,6 +120,10 @@ FRAMES_NOT_OWNED = Counter(PREFIX + "frames_not_owned_total",
                            "Frames of a shard revoked from this replica that arrived before its streams were "
                            "unsubscribed; discarded unread (the shard's new owner restores the state).",
                            registry=REGISTRY)
+TICKERS_NOT_OWNED = Counter(PREFIX + "tickers_not_owned_total",
+                            "Tickers in the frames counted by frames_not_owned_total (event markers counted, the "
+                            "frame is not parsed): what a handover discarded, for the accounting identity.",
+                            registry=REGISTRY)
 HANDOVER_OVERLAP = Counter(PREFIX + "handover_overlap_total",
                            "Snapshot records a replica did not produce after gaining a shard, because the previous "
                            "owner's handover note shows it already produced them (same symbol, event time not "

@@ -274,6 +274,7 @@ class Worker:
         shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()
+            metrics.TICKERS_NOT_OWNED.inc(frame.count(b'"e":' if isinstance(frame, bytes) else '"e":'))
             return
         await self.pipeline.on_frame(frame, meta)
 
