@@ -384,6 +384,9 @@ class Worker:
         except Exception as exc:  # a failed snapshot must not take the stream down
             log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
             return
+        if self.coordinator is not None:  # a shard released while the request was out is its next owner's now
+            by_kind = snapshot.restrict(by_kind, owned_streams(streams, self.coordinator.owned,
+                                                               self.coordinator.shards))
         produced = 0
         for kind, entries in by_kind.items():
             if seeds:

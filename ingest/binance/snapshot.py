@@ -113,3 +113,12 @@ async def fetch(rest: Ticker24hr, streams: Iterable[str]) -> tuple[dict[str, lis
                 if wanted[kind] is None or name in wanted[kind]:  # type: ignore[operator]
                     out[kind].append(entry)
     return out, failed
+
+
+def restrict(by_kind: Mapping[str, list[Any]], streams: Iterable[str]) -> dict[str, list[Any]]:
+    """The entries of ``by_kind`` that these streams still cover (a coordinated replica may have released a
+    shard while its snapshot request was out: that shard's next owner restores it, and a second copy from us
+    would be a duplicate in Kafka). Malformed entries stay, to be dead-lettered."""
+    wanted = scope(streams)
+    return {kind: [e for e in entries if symbols is None or not isinstance(e, dict) or e.get("symbol") in symbols]
+            for kind, entries in by_kind.items() if kind in wanted for symbols in (wanted[kind],)}

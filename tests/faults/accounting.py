@@ -183,7 +183,7 @@ class Figures:
 
 def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, kind: str = "miniticker", *,
           state: SimState | None = None, snapshot_entries: int | None = None, allowed_lost: int = 0,
-          dead_letter_frames: int | None = 0) -> Figures:
+          dead_letter_frames: int | None = 0, joint: bool = False) -> Figures:
     """Assert the identity for one ticker kind; returns the figures for the test's report.
 
     ``records_dropped_total`` has no topic label, so "handed to the producer = in Kafka + dropped" is checked
@@ -193,6 +193,9 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     it, ``snapshot_entries`` gives the snapshot entries and every drop is assumed to be of this topic.
     ``allowed_lost``: how many sent tickers may be lost in flight (tails of cut connections).
     ``dead_letter_frames``: expected ``deadletter_total`` (None: do not check the number, only the topic).
+    ``joint``: another kind is streamed too; ``duplicates_suppressed_total`` has no kind label, so what was lost
+    in flight can only be told over all kinds: ``check_kinds`` does that (the figures' lost/received are then
+    this kind's share under the assumption that every websocket duplicate was of this kind).
     """
     topic = f"{prefix}.{kind}"
     sent = sent_tickers(sim, kind)
@@ -237,8 +240,9 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     dup_ws = dup_total - dup_snapshot
     received = accepted_ws + dup_ws
     lost = len(sent) - received
-    assert lost >= 0, f"the worker counted {received} received tickers but only {len(sent)} were sent"
-    assert lost <= allowed_lost, f"{lost} sent tickers are not accounted for (allowed in flight: {allowed_lost})"
+    if not joint:
+        assert lost >= 0, f"the worker counted {received} received tickers but only {len(sent)} were sent"
+        assert lost <= allowed_lost, f"{lost} sent tickers are not accounted for (allowed in flight: {allowed_lost})"
 
     newest: dict[str, int] = {}
     for sym, et in in_kafka:
@@ -246,8 +250,9 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
     missing = sorted(k for k in sent_keys if k not in in_kafka)
     unrestored = [k for k in missing if newest.get(k[0], 0) <= k[1]]
     assert not unrestored, f"sent tickers missing from Kafka with no later state of the symbol: {unrestored[:5]}"
-    assert len(missing) <= lost + dup_ws + dropped_total, (
-        f"{len(missing)} missing but only {lost} lost, {dup_ws} suppressed and {dropped_total} dropped")
+    if not joint:
+        assert len(missing) <= lost + dup_ws + dropped_total, (
+            f"{len(missing)} missing but only {lost} lost, {dup_ws} suppressed and {dropped_total} dropped")
 
     assert len(dl_records) == dead, f"dead-letter topic has {len(dl_records)} records, deadletter_total={dead}"
     if dead_letter_frames is not None:
@@ -257,3 +262,25 @@ def check(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, k
                    sum(1 for r in records if r.source == "websocket"),
                    sum(1 for r in records if r.source == "rest_snapshot"), produced, accepted_ws, accepted_snap,
                    dup_total, dup_ws, dropped, dead, missing, dict(Counter(line["conn"] for line in sent)))
+
+
+def check_kinds(sim: Any, final: Scrape, bootstrap: str, registry: str, prefix: str, kinds: tuple[str, ...], *,
+                state: SimState, allowed_lost: int = 0, dead_letter_frames: int | None = 0) -> list[Figures]:
+    """``check`` for several kinds streamed at once (e.g. ``!miniTicker@arr`` and per-symbol ``@ticker``): each
+    kind's records checked on its own, the received/lost balance over all kinds together. Every snapshot
+    entry counts once per kind (the worker's snapshots covered every TRADING symbol in each kind here)."""
+    figures = [check(sim, final, bootstrap, registry, prefix, kind, state=state, allowed_lost=allowed_lost,
+                     dead_letter_frames=dead_letter_frames, joint=True) for kind in kinds]
+    dup_snapshot = sum(state.snapshot_entries - f.accepted_snapshot for f in figures)
+    dup_ws = final.get("duplicates_suppressed_total") - dup_snapshot
+    received = sum(f.accepted_websocket for f in figures) + dup_ws
+    sent = sum(f.sent for f in figures)
+    lost = sent - received
+    assert dup_ws >= 0, f"{dup_snapshot} snapshot entries suppressed but only {dup_ws + dup_snapshot} in total"
+    assert lost >= 0, f"the worker counted {received} received tickers but only {sent} were sent"
+    assert lost <= allowed_lost, f"{lost} sent tickers are not accounted for (allowed in flight: {allowed_lost})"
+    missing = sum(len(f.missing) for f in figures)
+    dropped = sum(figures[0].dropped.values())
+    assert missing <= lost + dup_ws + dropped, (
+        f"{missing} missing but only {lost} lost, {dup_ws} suppressed and {dropped} dropped")
+    return figures

@@ -55,10 +55,16 @@ def _field_value(record: dict, avro_name: str) -> object:
     return value
 
 
-@pytest.mark.parametrize("case", ["!miniTicker@arr", "!ticker@arr", "symbol@miniTicker", "symbol@ticker"])
+@pytest.mark.parametrize("case", ["!miniTicker@arr", "!ticker@arr", "!ticker@arr literal", "symbol@miniTicker",
+                                  "symbol@ticker"])
 def test_every_sent_ticker_is_in_kafka_exactly_once(case, sim_factory, worker_factory, stack_endpoints,
                                                      unique_prefix):
-    sim = sim_factory(symbols=12, interval=0.25, seed=7)
+    # "!ticker@arr": retired by Binance (2026-03-26), served as <symbol>@ticker per TRADING symbol; "literal":
+    # subscribed as it is, against a simulator that still serves it (--serve-retired-streams), as a replay would.
+    literal = case.endswith(" literal")
+    sim = sim_factory(symbols=12, interval=0.25, seed=7, serve_retired_streams=literal)
+    extra = ["--literal-ticker-arr", "true"] if literal else []
+    case = case.removesuffix(" literal")
     if case.startswith("symbol@"):
         suffix = case.split("@")[1]
         streams = [f"{s.lower()}@{suffix}" for s in _symbols(sim, 4)]
@@ -68,7 +74,9 @@ def test_every_sent_ticker_is_in_kafka_exactly_once(case, sim_factory, worker_fa
     combined = "true" if case in ("!miniTicker@arr", "symbol@ticker") else "false"  # both URL styles covered
     worker = worker_factory("--streams", ",".join(streams), "--ws-url", sim.ws_url, "--rest-url", sim.http_url,
                             "--topic-prefix", unique_prefix, "--snapshot-on-connect", "false",
-                            "--combined", combined)
+                            "--combined", combined, *extra)
+    if case == "!ticker@arr" and not literal:
+        streams = [f"{s.lower()}@ticker" for s in _symbols(sim, 1000)]
     worker.wait_ready()
     _drain(sim, worker, kind, seconds=3.0)
     assert worker.stop() == 0
@@ -155,14 +163,18 @@ def test_symbols_topic_follows_exchange_info_and_a_new_listing_is_streamed(sim_f
 
 
 def test_snapshot_after_forced_reconnect_is_marked(sim_factory, worker_factory, stack_endpoints, unique_prefix):
-    sim = sim_factory(symbols=10, interval=0.25, seed=9)
+    # One random symbol ticks at a time (rate 4/s over 5 symbols): the first frame after the reconnect carries
+    # one symbol, and the snapshot restores the others that ticked while the worker heard nothing. (When every
+    # symbol ticks in every frame, the frame that proves the connection delivers is already newer than any
+    # snapshot entry, and a snapshot of TRADING symbols produces nothing.)
+    sim = sim_factory(symbols=5, interval=0.25, rate=4, seed=9)
     worker = worker_factory("--streams", "!miniTicker@arr", "--ws-url", sim.ws_url, "--rest-url", sim.http_url,
                             "--topic-prefix", unique_prefix, "--backoff-initial-s", "0.2")
     worker.wait_ready()
     time.sleep(1.0)
     before = worker.metric("binance_ingest_records_accepted_total", source="rest_snapshot")
-    sim.fault("silence", seconds=1.5)  # the market moves on while the worker hears nothing
-    time.sleep(2.0)
+    sim.fault("silence", seconds=3)  # the market moves on while the worker hears nothing
+    time.sleep(1.5)
     sim.fault("close", code=1011)
     worker.wait_for(lambda: worker.metric("binance_ingest_ws_reconnects_total", reason="1011") >= 1, 15,
                     "a reconnect counted with reason 1011")

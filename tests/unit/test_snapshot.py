@@ -97,3 +97,10 @@ def test_mini_ticker_snapshots_ask_for_type_mini(streams):
     by_kind, _ = asyncio.run(snapshot.fetch(rest, streams))
     assert all(mini for _, mini, _ in rest.calls)
     assert sorted(e["symbol"] for e in by_kind["miniticker"]) == ["BTCUSDT", "ETHBTC"]
+
+
+def test_restrict_keeps_only_what_the_streams_still_cover():
+    by_kind = {"miniticker": [entry("BTCUSDT"), entry("ETHBTC"), "garbage"], "ticker": [entry("BTCUSDT")]}
+    assert snapshot.restrict(by_kind, ["ethbtc@miniTicker"]) == {"miniticker": [entry("ETHBTC"), "garbage"]}
+    assert snapshot.restrict(by_kind, ["!miniTicker@arr", "btcusdt@ticker"]) == by_kind
+    assert snapshot.restrict(by_kind, []) == {}
