@@ -215,3 +215,27 @@ def test_raw_frames_of_several_streams_are_named_by_the_subscribed_all_market_st
     frame = orjson.dumps([mini("ETHBTC", 5000), dict(mini("ETHBTC", 5000), s="BNBBTC")])
     run(pipeline.on_frame(frame, meta()))  # a bare array, as a raw (/ws/) connection delivers it
     assert _sample("binance_ingest_last_event_timestamp_seconds", stream="!miniTicker@arr") == 5.0
+
+
+def test_frame_gate_counts_the_tickers_of_frames_it_discards():
+    """A coordinated replica discards the frames of a revoked shard unread (frames_not_owned_total); the soak's
+    identity (issue 17) needs how many tickers that was: tickers_not_owned_total counts their event markers.
+    Catches a gate that loses tickers without a count (the soak's identity would then break by exactly that)."""
+    from types import SimpleNamespace
+
+    from ingest.worker import Worker
+
+    pipeline, sink = make()
+    worker = Worker(Settings(topic_prefix="t.spot"))
+    worker.pipeline = pipeline
+    worker.coordinator = SimpleNamespace(owned=frozenset({1}))
+    worker._stream_shards = {"!miniticker@arr": 0, "btcusdt@ticker": 1}
+    frames = metrics.REGISTRY.get_sample_value("binance_ingest_frames_not_owned_total") or 0.0
+    tickers = metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") or 0.0
+    revoked = orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1000),
+                                                                 mini("币安人生USDT", 1000)]})
+    run(worker._on_owned_frame(revoked, meta()))
+    run(worker._on_owned_frame(revoked.decode(), meta()))
+    assert sink.sent == []
+    assert metrics.REGISTRY.get_sample_value("binance_ingest_frames_not_owned_total") == frames + 2
+    assert metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") == tickers + 6
