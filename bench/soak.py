@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="run directory (default ~/.cache/binance-ingest/soak-<time>)")
     p.add_argument("--write-report", action="store_true", help="rewrite docs/reliability.md and .png from this run")
     p.add_argument("--render", type=Path, metavar="DIR", help="only rewrite the report from a finished run")
+    p.add_argument("--reverify", type=Path, metavar="DIR",
+                   help="verify a finished run again: restart its stack from DIR/stack (Kafka keeps its data) and "
+                        "check the identity with the final scrape in DIR/result.json (or DIR/sidecar-final.json)")
     p.add_argument("--worker-src", type=Path, default=REPO,
                    help="source tree the workers run from (a scratch copy, e.g. to prove a leak is caught)")
     return p.parse_args(argv)
@@ -359,6 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sim.stop()
         stack.down()
     result["slopes"] = [asdict(s) for s in slopes(out / "samples.jsonl", args.minutes)]
+    result["warmup_s"] = warmup_s(args.minutes)
     result["elapsed_s"] = time.time() - started
     (out / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
     return result
@@ -424,8 +428,55 @@ def summary(result: dict[str, Any]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def reverify(run_dir: Path) -> dict[str, Any]:
+    """The end-of-run checks again, on a run's saved data: its sent-log, its stack's Kafka data, its final scrape
+    (from result.json, or from a scrape kept by a watcher if the run died before writing it)."""
+    path = run_dir / "result.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+    else:
+        kept = json.loads((run_dir / "sidecar-final.json").read_text())
+        final: dict[str, dict[str, float]] = {}
+        for text in kept["metrics"].values():
+            for name, series in soak_stats.parse(text).items():
+                for labels, value in series.items():
+                    final.setdefault(name, {})[labels] = final.get(name, {}).get(labels, 0.0) + value
+        faults = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines() if line.strip()]
+        applied = _count(f["kind"] for f in faults if not f["kind"].endswith("(failed)"))
+        failed = _count(f["kind"].removesuffix(" (failed)") for f in faults if f["kind"].endswith("(failed)"))
+        samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line]
+        result = {"args": {"minutes": samples[-1]["t"] // 60, "replicas": len(samples[0]["workers"]), "seed": 17},
+                  "out": str(run_dir), "started": (run_dir / "samples.jsonl").stat().st_ctime - samples[-1]["t"],
+                  "faulty_s": samples[-1]["t"], "non_ascii": True, "planned": applied, "applied": applied,
+                  "failed": failed, "sim_stats": kept["sim"], "exit_codes": [],
+                  "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
+                                 final.get("binance_ingest_ws_reconnects_total", {}).items()},
+                  "git": _git_head(), "final_metrics": final}
+    started = time.time()
+    stack = LocalStack(run_dir / "stack")
+    stack.up()
+    try:
+        prefix = f"soak{result['args']['seed']}"
+        verdict = soak_verify.verify(run_dir / "sent.jsonl", stack.bootstrap_servers, prefix,
+                                     result["final_metrics"])
+    finally:
+        stack.down()
+    result["verdict"] = asdict(verdict)
+    result["slopes"] = [asdict(s) for s in slopes(run_dir / "samples.jsonl", result["args"]["minutes"])]
+    result["warmup_s"] = warmup_s(result["args"]["minutes"])
+    result["reverified_s"] = time.time() - started
+    result.setdefault("elapsed_s", result["faulty_s"])
+    path.write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.reverify:
+        result = reverify(args.reverify)
+        ok, lines = summary(result)
+        print("\n".join(lines), flush=True)
+        return 0 if ok else 1
     if args.render:
         from bench import soak_report
         result = json.loads((args.render / "result.json").read_text())

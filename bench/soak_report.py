@@ -90,10 +90,13 @@ def identity_section(result: dict[str, Any]) -> str:
     row("of those claiming source websocket (invented)", "invented")
     lost = v["lost_in_flight"]
     text = [
-        f"**sent {v['sent']:,} = received {v['received']:,.0f} + lost in flight {lost:,.0f}**, where received = "
-        f"accepted from WebSockets {sum(k['accepted_ws'] for k in v['kinds']):,.0f} + duplicates suppressed from "
-        f"WebSockets {v['duplicates_ws']:,.0f} (= `duplicates_suppressed_total` {v['duplicates_suppressed']:,.0f} "
-        f"minus the snapshot records not accepted), and lost in flight {lost:,.0f} is within the allowance of "
+        f"**sent {v['sent']:,} = received {v['received']:,.0f} + lost in flight {lost:,.0f}**. Sent = the "
+        f"sent-log's ticker lines + {v.get('repeated', 0):,} tickers of frames the `duplicate` fault sent twice "
+        f"(logged once). Received = accepted from WebSockets {sum(k['accepted_ws'] for k in v['kinds']):,.0f} + "
+        f"duplicates suppressed from WebSockets {v['duplicates_ws']:,.0f} (= `duplicates_suppressed_total` "
+        f"{v['duplicates_suppressed']:,.0f} minus the snapshot records not accepted) + tickers discarded at a "
+        f"replica's frame gate during handovers {v.get('not_owned', 0):,.0f} (`tickers_not_owned_total`). "
+        f"Lost in flight {lost:,.0f} is within the allowance of "
         f"{v['tail_allowance']:,} (the last 2 frames of every connection and stream, as in tests/faults). "
         f"Dropped: {v['dropped'] or 'none'}. Dead letters: {v['dead_letters_topic']:,} in the topic, "
         f"`deadletter_total` {v['dead_letters_metric']:,.0f}.",

@@ -140,8 +140,8 @@ def scan_topic(bootstrap: str, topic: str, sent: Sent, kind: str, schema_kind: s
             if not batch:
                 continue
             keys = np.empty(len(batch), dtype=np.int64)
-            n = 0
-            unknown: list[Any] = []
+            kept: list[Any] = []  # the messages of ``keys``, in order
+            unknown: list[Any] = []  # messages to decode: their key was never sent over a WebSocket
             for msg in batch:
                 if msg.error() is not None:
                     continue
@@ -168,57 +168,26 @@ def scan_topic(bootstrap: str, topic: str, sent: Sent, kind: str, schema_kind: s
                 if sid is None:
                     unknown.append(msg)
                     continue
-                keys[n] = (sid << E_BITS) | ts
-                n += 1
-            keys = keys[:n]
-            idx = np.searchsorted(sent_keys, keys)
-            hit = (idx < len(sent_keys)) & (sent_keys[np.minimum(idx, len(sent_keys) - 1)] == keys)
+                keys[len(kept)] = (sid << E_BITS) | ts
+                kept.append(msg)
+            keys = keys[:len(kept)]
+            if len(sent_keys):
+                idx = np.minimum(np.searchsorted(sent_keys, keys), len(sent_keys) - 1)
+                hit = sent_keys[idx] == keys
+            else:
+                hit = np.zeros(len(keys), dtype=bool)
             found.append(keys[hit])
-            for i in np.nonzero(~hit)[0]:
-                unknown.append((keys[i] >> E_BITS, keys[i] & ((1 << E_BITS) - 1)))
-            for item in unknown:
+            unknown.extend(kept[i] for i in np.nonzero(~hit)[0])
+            for msg in unknown:
                 scan.not_sent += 1
-                if not isinstance(item, tuple):  # a symbol never sent at all: decode its source
-                    value = fastavro.schemaless_reader(io.BytesIO(item.value()[5:]), schema, None)
-                    if value["source"] == "websocket":
-                        scan.not_sent_websocket += 1
-            # (known symbol, unknown event time): decoded below from a second pass only when any exist
+                value = fastavro.schemaless_reader(io.BytesIO(msg.value()[5:]), schema, None)
+                if value["source"] == "websocket":
+                    scan.not_sent_websocket += 1
     finally:
         consumer.close()
     scan.newest = {k.decode(): v for k, v in last.items()}
     scan.present = int(np.unique(np.concatenate(found)).size) if found else 0
-    if scan.not_sent:
-        scan.not_sent_websocket = _websocket_records_not_sent(bootstrap, topic, sent, kind, schema_kind)
     return scan
-
-
-def _websocket_records_not_sent(bootstrap: str, topic: str, sent: Sent, kind: str, schema_kind: str) -> int:
-    """Second pass, only when some keys were not in the sent-log: decode those and count websocket ones."""
-    consumer = _consumer(bootstrap)
-    meta = consumer.list_topics(topic, timeout=30).topics[topic]
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in meta.partitions}
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
-    schema = parsed_schema(schema_kind)
-    sent_keys = sent.keys.get(kind, np.zeros(0, dtype=np.int64))
-    positions = dict.fromkeys(ends, 0)
-    invented = 0
-    try:
-        while any(positions[p] < ends[p] for p in ends):
-            for msg in consumer.consume(10000, timeout=5):
-                if msg.error() is not None:
-                    continue
-                positions[msg.partition()] = msg.offset() + 1
-                sid = sent.symbols.get(msg.key().decode())
-                if sid is not None:
-                    key = (sid << E_BITS) | msg.timestamp()[1]
-                    i = int(np.searchsorted(sent_keys, key))
-                    if i < len(sent_keys) and sent_keys[i] == key:
-                        continue
-                value = fastavro.schemaless_reader(io.BytesIO(msg.value()[5:]), schema, None)
-                invented += value["source"] == "websocket"
-    finally:
-        consumer.close()
-    return invented
 
 
 def count_records(bootstrap: str, topic: str) -> int:
