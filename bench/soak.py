@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reverify", type=Path, metavar="DIR",
                    help="verify a finished run again: restart its stack from DIR/stack (Kafka keeps its data) and "
                         "check the identity with the final scrape in DIR/result.json (or DIR/sidecar-final.json)")
+    p.add_argument("--leak-run", type=Path, metavar="DIR", help="with --render: the deliberate-leak run")
+    p.add_argument("--control-run", type=Path, metavar="DIR", help="with --render: the same run on the real code")
     p.add_argument("--worker-src", type=Path, default=REPO,
                    help="source tree the workers run from (a scratch copy, e.g. to prove a leak is caught)")
     return p.parse_args(argv)
@@ -480,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         from bench import soak_report
         result = json.loads((args.render / "result.json").read_text())
-        soak_report.write(result, args.render, REPO / "docs" / "reliability.md", REPO / "docs" / "reliability.png")
+        soak_report.write(result, args.render, REPO / "docs" / "reliability.md", REPO / "docs" / "reliability.png",
+                          args.leak_run, args.control_run)
         return 0
     result = run(args)
     ok, lines = summary(result)
