@@ -204,9 +204,19 @@ def cpu_rss(samples: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def current_slopes(run_dir: Path, minutes: float) -> list[dict[str, Any]]:
+    """The growth test recomputed from the samples with today's tolerances (bench/soak_stats.py)."""
+    from dataclasses import asdict
+
+    from bench.soak import slopes
+
+    return [asdict(x) for x in slopes(run_dir / "samples.jsonl", minutes)]
+
+
 def write(result: dict[str, Any], run_dir: Path, md: Path, png: Path, leak_dir: Path | None = None,
           control_dir: Path | None = None) -> None:
     samples = load_samples(run_dir)
+    result["slopes"] = current_slopes(run_dir, result["args"]["minutes"])
     plot(samples, result, png)
     args = result["args"]
     stats = result["sim_stats"]
@@ -247,7 +257,7 @@ def leak_section(leak_dir: Path | None, control_dir: Path | None) -> str:
         if run_dir is None or not (run_dir / "result.json").exists():
             continue
         r = json.loads((run_dir / "result.json").read_text())
-        slopes = {x["name"]: x for x in r["slopes"]}
+        slopes = {x["name"]: x for x in current_slopes(run_dir, r["args"]["minutes"])}
         conn = [x for name, x in slopes.items() if name.endswith(".conn_objects")]
         grows = [name for name, x in slopes.items() if x["points"] >= 3 and x["low"] > x["tolerance"]]
         ok = not r["verdict"]["failures"] and not grows and not any(r["exit_codes"])
