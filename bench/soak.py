@@ -393,6 +393,14 @@ def warmup_s(minutes: float) -> float:
     return max(60.0, 0.2 * minutes * 60)
 
 
+def _clean_stops(run_dir: Path) -> list[int | None]:
+    """Without the run's own record of exit codes: 0 for a worker whose log ends with its clean stop."""
+    codes: list[int | None] = []
+    for log in sorted(run_dir.glob("worker*.log")):
+        codes.append(0 if '"event":"worker stopped"' in log.read_text(errors="replace")[-20000:] else None)
+    return codes
+
+
 def _count(kinds: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for kind in kinds:
@@ -450,7 +458,7 @@ def reverify(run_dir: Path) -> dict[str, Any]:
         result = {"args": {"minutes": samples[-1]["t"] // 60, "replicas": len(samples[0]["workers"]), "seed": 17},
                   "out": str(run_dir), "started": (run_dir / "samples.jsonl").stat().st_ctime - samples[-1]["t"],
                   "faulty_s": samples[-1]["t"], "non_ascii": True, "planned": applied, "applied": applied,
-                  "failed": failed, "sim_stats": kept["sim"], "exit_codes": [],
+                  "failed": failed, "sim_stats": kept["sim"], "exit_codes": _clean_stops(run_dir),
                   "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
                                  final.get("binance_ingest_ws_reconnects_total", {}).items()},
                   "git": _git_head(), "final_metrics": final}
