@@ -438,7 +438,7 @@ def summary(result: dict[str, Any]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def reverify(run_dir: Path) -> dict[str, Any]:
+def reverify(run_dir: Path, seed: int) -> dict[str, Any]:
     """The end-of-run checks again, on a run's saved data: its sent-log, its stack's Kafka data, its final scrape
     (from result.json, or from a scrape kept by a watcher if the run died before writing it)."""
     path = run_dir / "result.json"
@@ -455,9 +455,13 @@ def reverify(run_dir: Path) -> dict[str, Any]:
         applied = _count(f["kind"] for f in faults if not f["kind"].endswith("(failed)"))
         failed = _count(f["kind"].removesuffix(" (failed)") for f in faults if f["kind"].endswith("(failed)"))
         samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line]
-        result = {"args": {"minutes": samples[-1]["t"] // 60, "replicas": len(samples[0]["workers"]), "seed": 17},
+        minutes = samples[-1]["t"] // 60
+        available = set(soak_faults.PER_HOUR) - ({"server_shutdown"} if "server_shutdown" not in FAULT_TYPES
+                                                 else set())
+        planned = _count(f.kind for f in soak_faults.plan(minutes, seed, available))
+        result = {"args": {"minutes": minutes, "replicas": len(samples[0]["workers"]), "seed": seed},
                   "out": str(run_dir), "started": (run_dir / "samples.jsonl").stat().st_ctime - samples[-1]["t"],
-                  "faulty_s": samples[-1]["t"], "non_ascii": True, "planned": applied, "applied": applied,
+                  "faulty_s": samples[-1]["t"], "non_ascii": True, "planned": planned, "applied": applied,
                   "failed": failed, "sim_stats": kept["sim"], "exit_codes": _clean_stops(run_dir),
                   "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
                                  final.get("binance_ingest_ws_reconnects_total", {}).items()},
@@ -483,7 +487,7 @@ def reverify(run_dir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.reverify:
-        result = reverify(args.reverify)
+        result = reverify(args.reverify, args.seed)
         ok, lines = summary(result)
         print("\n".join(lines), flush=True)
         return 0 if ok else 1
