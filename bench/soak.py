@@ -455,7 +455,7 @@ def reverify(run_dir: Path, seed: int) -> dict[str, Any]:
         applied = _count(f["kind"] for f in faults if not f["kind"].endswith("(failed)"))
         failed = _count(f["kind"].removesuffix(" (failed)") for f in faults if f["kind"].endswith("(failed)"))
         samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line]
-        minutes = samples[-1]["t"] // 60
+        minutes = round(samples[-1]["t"] / 60)
         available = set(soak_faults.PER_HOUR) - ({"server_shutdown"} if "server_shutdown" not in FAULT_TYPES
                                                  else set())
         planned = _count(f.kind for f in soak_faults.plan(minutes, seed, available))
