@@ -367,8 +367,10 @@ Samples every 5 s of each worker's `/proc` (RSS, open FDs, threads) and `/metric
 `binance_ingest_asyncio_tasks`, `ws_connection_objects`, `symbol_state_entries`, producer queue, lag
 histogram, reconnects). Slope per hour by least squares on 30 bin means after a warm-up of {warmup:.0f} min
 (bin means, because 5-s samples are autocorrelated), with a 95 % confidence interval (Student's t). A series
-**grows** when even the lower bound of its slope exceeds its tolerance (an absolute floor or a share of its
-mean per hour; `bench/soak_stats.py`). Result: {growth}.
+**grows** when even the lower bound of its slope exceeds its tolerance: the largest of a floor per hour, a
+share of its mean per hour, and a bounded step over the window (a first 418 adds its label's series once, a
+replica that gains its first shard opens a few broker connections: steps, not growth); for the per-symbol
+state, plus the listings' rate (`bench/soak_stats.py`). Result: {growth}.
 
 {slope_table}
 
