@@ -7,11 +7,13 @@ sets or from the configured stream list, never from symbols.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import platform
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -131,11 +133,44 @@ FRAMES_NOT_OWNED = Counter(PREFIX + "frames_not_owned_total",
                            "Frames of a shard revoked from this replica that arrived before its streams were "
                            "unsubscribed; discarded unread (the shard's new owner restores the state).",
                            registry=REGISTRY)
+TICKERS_NOT_OWNED = Counter(PREFIX + "tickers_not_owned_total",
+                            "Tickers in the frames counted by frames_not_owned_total (event markers counted, the "
+                            "frame is not parsed): what a handover discarded, for the accounting identity.",
+                            registry=REGISTRY)
 HANDOVER_OVERLAP = Counter(PREFIX + "handover_overlap_total",
                            "Snapshot records a replica did not produce after gaining a shard, because the previous "
                            "owner's handover note shows it already produced them (same symbol, event time not "
                            "newer).", registry=REGISTRY)
 READY = Gauge(PREFIX + "ready", "1 when connected to Binance and producing to Kafka.", registry=REGISTRY)
+SNAPSHOT_RECORDS = Counter(PREFIX + "snapshot_records_total",
+                           "Ticker records built from REST snapshots, by topic, before the dedupe: each is accepted "
+                           "(records_accepted_total{source=rest_snapshot}) or suppressed as not newer.", ["topic"],
+                           registry=REGISTRY)
+
+# --- runtime gauges: what a soak run watches for growth (bench/soak.py, docs/reliability.md) ------------------------
+ASYNCIO_TASKS = Gauge(PREFIX + "asyncio_tasks", "Tasks alive in the worker's event loop (growth over days is a leak).",
+                      registry=REGISTRY)
+SYMBOL_STATE = Gauge(PREFIX + "symbol_state_entries",
+                     "Per-symbol state held: last event time per (kind, symbol) of the dedupe; follows the universe.",
+                     registry=REGISTRY)
+WS_CONNECTION_OBJECTS = Gauge(PREFIX + "ws_connection_objects",
+                              "WebSocket connection objects still in memory (open, closing or not yet collected); "
+                              "growth with reconnects means something keeps closed connections alive.",
+                              registry=REGISTRY)
+_CONNECTION_OBJECTS: weakref.WeakSet[object] = weakref.WeakSet()
+WS_CONNECTION_OBJECTS.set_function(lambda: float(len(_CONNECTION_OBJECTS)))
+
+
+def track_connection(conn: object) -> None:
+    """Count ``conn`` in ``ws_connection_objects`` until it is garbage collected (a weak reference: free)."""
+    _CONNECTION_OBJECTS.add(conn)
+
+
+def watch_runtime(loop: asyncio.AbstractEventLoop, symbol_state: Callable[[], int]) -> None:
+    """Export the loop's task count and the per-symbol state size, computed at scrape time (nothing on the hot
+    path). ``all_tasks`` is read from the metrics thread; it retries internally if the set changes meanwhile."""
+    ASYNCIO_TASKS.set_function(lambda: float(len(asyncio.all_tasks(loop))))
+    SYMBOL_STATE.set_function(lambda: float(symbol_state()))
 
 # --- librdkafka statistics ------------------------------------------------------------------------------------------
 # The producer passes librdkafka's stats_cb JSON (statistics.interval.ms) to observe_librdkafka_stats(). Those numbers

@@ -44,6 +44,8 @@ class Pipeline:
         self._accepted = {(kind, source): metrics.RECORDS_ACCEPTED.labels(self.topics[kind], source)
                           for kind in ("miniticker", "ticker") for source in ("websocket", "rest_snapshot")}
         self._last_event_gauges: dict[str, object] = {}
+        self._snapshot_records = {kind: metrics.SNAPSHOT_RECORDS.labels(self.topics[kind])
+                                  for kind in ("miniticker", "ticker")}
         self.writers = {kind: StructWriter(encoders[kind].schema, encoders[kind].prefix,
                                            events.FAST_TYPES[kind].__struct_fields__,
                                            {"event_type": events.KIND_EVENT[kind]},
@@ -90,6 +92,10 @@ class Pipeline:
             self._set_last_event(stream, max(event_time for _, _, event_time in fresh))
         return True
 
+    def state_size(self) -> int:
+        """Entries of the per-symbol state (exported as ``symbol_state_entries``)."""
+        return sum(len(times) for times in self.last_event.values())
+
     def dedupe_encoded(self, kind: str, items: list, values: list[bytes]) -> list[tuple[bytes, bytes, int]]:
         """``dedupe`` for the fast path: (key, value, timestamp) of the structs newer than the last produced."""
         last = self.last_event[kind]
@@ -132,6 +138,8 @@ class Pipeline:
         """Produce a REST ticker/24hr snapshot; dedupe drops entries older than what streams delivered."""
         now = time.time()
         records, rejects = snapshot_records(entries, kinds=kinds, ingest_time_us=int(now * 1_000_000))
+        for rec in records:
+            self._snapshot_records[rec.kind].inc()
         for reject in rejects:
             await self.dead_letter(reject, now, None)
         produced = await self.produce_records(records, "rest_snapshot", "rest:ticker/24hr")
@@ -181,8 +189,8 @@ class Pipeline:
         """Raw bytes to the dead-letter topic, keyed by stream, reason and context in headers."""
         metrics.DEADLETTER.labels(reject.reason).inc()
         headers = dead_letter_headers(reject, int(received_at * 1_000_000), connection_id=connection_id)
-        await self.sink.produce(self.topics["deadletter"], (reject.stream or "unknown").encode(), reject.raw,
-                                int(received_at * 1000), headers=headers)
+        await self.sink.produce(self.topics["deadletter"], (reject.stream or "unknown").encode(),
+                                events.dead_letter_value(reject), int(received_at * 1000), headers=headers)
 
 
 def _name_raw_streams(records: list[TickerRecord], all_market: dict[str, str]) -> None:

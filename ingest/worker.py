@@ -224,6 +224,7 @@ class Worker:
                         extra={"stream": retired[0].strip(), "retired": since,
                                "streams": sum(1 for n in self.all_streams if n.endswith(pattern))})
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
+        metrics.watch_runtime(asyncio.get_running_loop(), self.pipeline.state_size)
         await self._apply_exchange_info(exchange_info)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
         self.pipeline.track_streams(self._my_streams())
@@ -336,6 +337,7 @@ class Worker:
         shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()
+            metrics.TICKERS_NOT_OWNED.inc(frame.count(b'"e":' if isinstance(frame, bytes) else '"e":'))
             return
         await self.pipeline.on_frame(frame, meta)
 

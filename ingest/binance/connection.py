@@ -421,7 +421,9 @@ class StreamSource:
             return None
 
     def _new_connection(self, shard: _Shard) -> _Connection:
-        return _Connection(id=f"ws{shard.index}-{next(shard.generation)}", shard=shard, streams=[])
+        conn = _Connection(id=f"ws{shard.index}-{next(shard.generation)}", shard=shard, streams=[])
+        metrics.track_connection(conn)
+        return conn
 
     # ---- one connection --------------------------------------------------------------------------------
 

@@ -366,11 +366,27 @@ def check_decimal(text: str, key: str = "value") -> str:
     raise _Invalid("invalid_decimal", f"{key}: {text[:60]!r} is not a decimal number")
 
 
+# A dead letter must fit in one Kafka record: librdkafka refuses values above message.max.bytes (default
+# 1,000,000) and brokers above max.message.bytes (default ~1 MiB), while frames up to --max-frame-bytes (4 MiB)
+# are read and may be rejected. Found by the soak (issue 17): a 5 MiB frame was counted as a dead letter, the
+# produce raised MSG_SIZE_TOO_LARGE, and the frame was gone with only an error line.
+DEAD_LETTER_MAX_BYTES = 900_000
+
+
+def dead_letter_value(reject: Reject) -> bytes:
+    """The dead-letter record's value: the raw bytes, cut to ``DEAD_LETTER_MAX_BYTES`` (the header
+    ``truncated_from`` then gives the original size)."""
+    return reject.raw[:DEAD_LETTER_MAX_BYTES]
+
+
 def dead_letter_headers(reject: Reject, received_time_us: int,
                         connection_id: str | None = None) -> list[tuple[str, bytes]]:
-    """Kafka headers of a dead-letter record (documented by schemas/DeadLetter.avsc); the value is ``raw``."""
+    """Kafka headers of a dead-letter record (documented by schemas/DeadLetter.avsc); the value is
+    ``dead_letter_value(reject)``."""
     headers = [("reason", reject.reason.encode()), ("stream", reject.stream.encode()),
                ("received_time", str(received_time_us).encode())]
+    if len(reject.raw) > DEAD_LETTER_MAX_BYTES:
+        headers.append(("truncated_from", str(len(reject.raw)).encode()))
     if reject.symbol is not None:
         headers.append(("symbol", reject.symbol.encode()))
     if connection_id is not None:

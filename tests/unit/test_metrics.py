@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -221,3 +222,41 @@ def test_stop_releases_the_port() -> None:
     again = metrics.MetricsServer("127.0.0.1", port, lambda: (True, {}))
     assert again.start() == port
     again.stop()
+
+
+def test_runtime_gauges_count_tasks_and_live_connection_objects():
+    """Catches a soak that could not see a leak: ws_connection_objects must follow objects that are alive
+    (and drop when they are collected), asyncio_tasks the loop's tasks, symbol_state_entries the callable."""
+    import gc
+
+    from ingest import metrics as m
+
+    class Conn:  # any object: the gauge holds weak references only
+        pass
+
+    base = _gauge(m.WS_CONNECTION_OBJECTS)
+    kept = [Conn() for _ in range(3)]
+    for conn in kept:
+        m.track_connection(conn)
+    assert _gauge(m.WS_CONNECTION_OBJECTS) == base + 3
+    del kept, conn
+    gc.collect()
+    assert _gauge(m.WS_CONNECTION_OBJECTS) == base
+
+    async def main() -> tuple[float, float]:
+        m.watch_runtime(asyncio.get_running_loop(), lambda: 42)
+        sleepers = [asyncio.create_task(asyncio.sleep(10)) for _ in range(4)]
+        await asyncio.sleep(0)
+        counted = _gauge(m.ASYNCIO_TASKS)
+        for task in sleepers:
+            task.cancel()
+        await asyncio.gather(*sleepers, return_exceptions=True)
+        return counted, _gauge(m.SYMBOL_STATE)
+
+    tasks, state = asyncio.run(main())
+    assert tasks == 5  # main + 4 sleepers
+    assert state == 42
+
+
+def _gauge(gauge) -> float:
+    return next(iter(gauge.collect())).samples[0].value

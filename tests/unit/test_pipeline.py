@@ -140,6 +140,45 @@ def test_a_bad_ticker_sends_the_whole_frame_through_parse_frame():
     assert pipeline.last_event["miniticker"] == {"BTCUSDT": 1000}
 
 
+def test_snapshot_records_are_counted_before_the_dedupe_and_state_size_follows_symbols():
+    """The soak's identity (bench/soak_verify.py) needs the snapshot share of duplicates_suppressed_total:
+    snapshot_records_total{topic} - records_accepted_total{source=rest_snapshot}. Catches a snapshot path that
+    stops counting what it built, and a per-symbol state that does not report its size."""
+    pipeline, _ = make()
+    topic = "t.spot.miniticker"
+    built = metrics.SNAPSHOT_RECORDS.labels(topic)
+    accepted = metrics.RECORDS_ACCEPTED.labels(topic, "rest_snapshot")
+    before = (built._value.get(), accepted._value.get())
+    run(pipeline.on_frame(orjson.dumps([mini("BTCUSDT", 5000)]), meta()))
+    entry = {"lastPrice": "2.00000000", "openPrice": "1.00000000", "highPrice": "2.00000000",
+             "lowPrice": "1.00000000", "volume": "1.00000000", "quoteVolume": "1.00000000", "closeTime": 4000}
+    run(pipeline.on_snapshot([dict(entry, symbol="BTCUSDT"), dict(entry, symbol="ETHUSDT"),
+                              dict(entry, symbol="LTCBTC")], {"miniticker"}))
+    assert built._value.get() - before[0] == 3
+    assert accepted._value.get() - before[1] == 2  # BTCUSDT's 4000 is older than the stream's 5000
+    assert pipeline.state_size() == 3
+
+
+def test_dead_letter_of_a_frame_above_kafkas_record_limit_is_cut_and_says_so():
+    """Found by the soak (issue 17): a 5 MiB frame (above --max-frame-bytes, below websockets' 2x limit) was
+    counted as a dead letter but its produce raised MSG_SIZE_TOO_LARGE (librdkafka's message.max.bytes is
+    1,000,000), so the frame vanished with only a log line. Catches a dead letter larger than one Kafka record."""
+    from ingest.binance.events import DEAD_LETTER_MAX_BYTES
+
+    pipeline, sink = make()
+    frame = b"[" + b'{"e":"24hrMiniTicker",' * 250_000  # 5.5 MB of invalid JSON
+    assert len(frame) > pipeline.settings.max_frame_bytes
+    run(pipeline.on_frame(frame, meta()))
+    (topic, _, value, _, headers), = sink.sent
+    assert topic == "t.spot.deadletter"
+    assert len(value) == DEAD_LETTER_MAX_BYTES < 1_000_000 and value == frame[:DEAD_LETTER_MAX_BYTES]
+    assert dict(headers)["truncated_from"] == str(len(frame)).encode()
+    assert dict(headers)["reason"] == b"frame_too_large"
+    small = b"[" + b'{"e":' * 10
+    run(pipeline.on_frame(small, meta()))
+    assert sink.sent[-1][2] == small and "truncated_from" not in dict(sink.sent[-1][4])
+
+
 def _sample(name: str, **labels: str) -> float | None:
     return metrics.REGISTRY.get_sample_value(name, labels)
 
@@ -176,3 +215,27 @@ def test_raw_frames_of_several_streams_are_named_by_the_subscribed_all_market_st
     frame = orjson.dumps([mini("ETHBTC", 5000), dict(mini("ETHBTC", 5000), s="BNBBTC")])
     run(pipeline.on_frame(frame, meta()))  # a bare array, as a raw (/ws/) connection delivers it
     assert _sample("binance_ingest_last_event_timestamp_seconds", stream="!miniTicker@arr") == 5.0
+
+
+def test_frame_gate_counts_the_tickers_of_frames_it_discards():
+    """A coordinated replica discards the frames of a revoked shard unread (frames_not_owned_total); the soak's
+    identity (issue 17) needs how many tickers that was: tickers_not_owned_total counts their event markers.
+    Catches a gate that loses tickers without a count (the soak's identity would then break by exactly that)."""
+    from types import SimpleNamespace
+
+    from ingest.worker import Worker
+
+    pipeline, sink = make()
+    worker = Worker(Settings(topic_prefix="t.spot"))
+    worker.pipeline = pipeline
+    worker.coordinator = SimpleNamespace(owned=frozenset({1}))
+    worker._stream_shards = {"!miniticker@arr": 0, "btcusdt@ticker": 1}
+    frames = metrics.REGISTRY.get_sample_value("binance_ingest_frames_not_owned_total") or 0.0
+    tickers = metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") or 0.0
+    revoked = orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1000),
+                                                                 mini("币安人生USDT", 1000)]})
+    run(worker._on_owned_frame(revoked, meta()))
+    run(worker._on_owned_frame(revoked.decode(), meta()))
+    assert sink.sent == []
+    assert metrics.REGISTRY.get_sample_value("binance_ingest_frames_not_owned_total") == frames + 2
+    assert metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") == tickers + 6
