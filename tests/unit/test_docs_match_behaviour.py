@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 SUBCOMMANDS = "run|sim|stack|demo|topics|schemas|check|tail"
 COMMAND = re.compile(rf"(?:\.venv/bin/)?\bingest ((?:{SUBCOMMANDS})\b[^`\n;&#)]*)")
-EVENT = re.compile(r'"event":\s*"([^"]+)"')
+EVENT = re.compile(r'"event":\s*"([^"{\\][^"]*)"')  # not a JSON payload quoted in a sent-log line
 LOG_CALL = re.compile(r'\blog\.(?:debug|info|warning|error|exception|critical)\(\s*(f?)"((?:[^"\\]|\\.)*)"')
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
