@@ -101,7 +101,9 @@ def test_rolling_restart_of_every_replica_leaves_no_gap_over_two_intervals(
         print(f"\nrolling restart, {kind}: widest per-symbol gap {gaps[0].seconds:.2f} s "
               f"({gaps[0].symbol}: {gaps[0].before} -> {gaps[0].after}); restarts took "
               f"{', '.join(f'{m[0]:.1f}' for m in moves)} s")
-        assert gaps[0].seconds <= 2 * INTERVAL_S
+        # At most one push may be missed during a handover (a gap of 2 intervals); two missed pushes would be 3.
+        # The simulator stamps E after rendering, so intervals jitter by a few ms: 2.001 s is still one miss.
+        assert gaps[0].seconds < 2.5 * INTERVAL_S
         assert out_of_order(ticks) == []
         assert duplicates(ticks) == []
 
