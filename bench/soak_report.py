@@ -283,7 +283,7 @@ def observations(result: dict[str, Any]) -> str:
             f"- **A broker outage costs a coordinated pair its ticks for 20-30 s.** The {kills} broker kills "
             f"(down 5-20 s) outlived the group's 10 s session: both replicas lost their shards ('shards lost "
             f"(session expired)'), released them once the acknowledgement wait ran out, and got them back after "
-            f"the broker returned; in the 60-minute run the windows without an owner lasted 19-28 s (nine times) "
+            f"the broker returned; in the 60-minute run the windows without an owner lasted 19-28 s (eight times) "
             f"and once 94 s. Meanwhile every frame was discarded at the frame gate: {not_owned:,.0f} "
             f"tickers in {frames:,.0f} frames over the run ({100 * not_owned / max(v['sent'], 1):.1f} % of what "
             f"was sent). Nothing is lost for consumers of the latest state (the gain snapshot restores every "
