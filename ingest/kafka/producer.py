@@ -28,18 +28,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest import metrics
-from ingest.config import Settings
+from ingest.config import Settings, owned_kafka_properties
 from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
-# Settings the worker owns; users cannot override them (config.validate rejects it).
-OWNED = {
-    "enable.idempotence": True,  # no duplicates or reordering on retries
-    "acks": "all",
-    # Same partition for a key as the Java client's default partitioner (murmur2 of the key bytes).
-    "partitioner": "murmur2_random",
-}
 # Defaults users may override with INGEST_KAFKA_* or a properties file.
 DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",  # cheapest CPU per byte saved for short JSON-like Avro records
@@ -53,12 +46,11 @@ DEFAULTS: dict[str, Any] = {
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The librdkafka configuration: our defaults < user properties < the settings we own."""
+    """The librdkafka configuration: our defaults < user properties, plus the properties the worker owns
+    (config.owned_kafka_properties; config.load refused any user value for them, so nothing is overwritten)."""
     conf: dict[str, Any] = dict(DEFAULTS)
     conf.update(settings.kafka_properties)
-    conf.update(OWNED)
-    conf["bootstrap.servers"] = settings.bootstrap_servers
-    conf["queue.buffering.max.messages"] = settings.buffer_max_messages
+    conf.update(owned_kafka_properties(settings))
     return conf
 
 
