@@ -31,6 +31,7 @@ from ingest.binance.limits import LocationRefusal
 from ingest.binance.rest import RestClient, RestError
 from ingest.config import ConfigError, Settings
 from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
+from ingest.fatal import EXIT_FATAL, FatalError
 from ingest.kafka.producer import KafkaSink
 from ingest.kafka.topics import (
     KnownSymbols,
@@ -61,7 +62,12 @@ def main(args: argparse.Namespace) -> int:
     settings = config_mod.load(args)
     config_mod.require_kafka(settings)
     setup_logging(settings.log_format, settings.log_level)
-    return asyncio.run(Worker(settings).run())
+    try:
+        return asyncio.run(Worker(settings).run())
+    except FatalError as exc:  # after the producer was flushed as far as it could be (Worker.run's finally)
+        log.critical("%s; exiting with code %d so the orchestrator restarts the worker", exc, EXIT_FATAL,
+                     extra={"reason": str(exc), "exit_code": EXIT_FATAL})
+        return EXIT_FATAL
 
 
 def probe_registry(client: Any, url: str) -> None:
@@ -333,7 +339,7 @@ class Worker:
         its UNSUBSCRIBE is answered. Frames of streams we never asked for go on: the parser judges them (and
         dead-letters what is broken), so nothing unexpected disappears under this counter."""
         assert self.coordinator is not None and self.pipeline is not None
-        name = stream_names.combined_stream_name(frame)
+        name = meta.stream
         shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()

@@ -51,6 +51,7 @@ from ingest.backoff import Backoff
 from ingest.binance import streams as st
 from ingest.binance.limits import AttemptBudget, LocationRefusal
 from ingest.config import ConfigError, Settings
+from ingest.fatal import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class FrameMeta(NamedTuple):
 
     connection_id: str
     received_at: float  # time.time() when the frame was read
+    stream: str | None = None  # the combined stream's name, read once here (None on raw /ws/ connections)
 
 
 OnFrame = Callable[[bytes | str, FrameMeta], Awaitable[None]]
@@ -195,6 +197,7 @@ class StreamSource:
         self._request_ids = itertools.count(1)
         self._counters: dict[str, Any] = {}
         self._running = False
+        self._fatal: asyncio.Future[None] | None = None  # a FatalError from on_frame ends run() with it
         self.deadline_s = st.stale_deadline_s(self._desired, settings.stale_timeout_s)
         # Fail at construction, not at 3 a.m.: the streams must fit the connection limits. An empty set is
         # allowed: a coordinated replica that owns no shard yet (or a standby) holds no connection.
@@ -204,19 +207,23 @@ class StreamSource:
     # ---- public contract -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve every shard until cancelled; never returns on its own and never gives up."""
+        """Serve every shard until cancelled; never returns on its own and never gives up on a connection.
+
+        Raises the ``FatalError`` that ``on_frame`` raised: the pipeline cannot go on, and a reconnect would
+        only hide that (the worker exits and is restarted)."""
         if self._running:
             raise RuntimeError("StreamSource.run() is already running")
         self._running = True
         self._rotation_lock = asyncio.Lock()
         self._streams_lock = asyncio.Lock()
+        self._fatal = asyncio.get_running_loop().create_future()
         try:
             plan = st.plan_connections(self._desired, self.settings.max_streams_per_connection,
                                        self.settings.max_connections) if self._desired else []
             for group in plan:
                 self._start_shard(group)
             self._update_subscription_gauge()
-            await asyncio.Event().wait()  # until cancelled
+            await self._fatal  # until cancelled, or until on_frame raised a FatalError (raised here)
         finally:
             await self._shutdown()
 
@@ -477,6 +484,7 @@ class StreamSource:
                 now = time.time()
                 conn.last_frame_mono = time.monotonic()
                 conn.last_frame_at = now
+                name = None
                 if combined:
                     name = st.combined_stream_name(frame)
                     if name is None and self._handle_control(conn, frame):
@@ -492,14 +500,20 @@ class StreamSource:
                 if not conn.first_data.is_set():
                     self._mark_delivering(conn, now)
                 conn.handling = True
-                await on_frame(frame, FrameMeta(conn.id, now))
-                conn.handling = False
+                try:
+                    await on_frame(frame, FrameMeta(conn.id, now, name))
+                except FatalError as exc:  # the pipeline cannot go on: end run() with it, no reconnect
+                    if self._fatal is not None and not self._fatal.done():
+                        self._fatal.set_exception(exc)
+                    return  # the connection is closed by run()'s shutdown, not counted as a reconnect
+                except Exception:  # a pipeline bug on this frame: not the connection's fault, it stays
+                    log.exception("websocket %s: frame handling failed; frame lost", conn.id,
+                                  extra={"connection_id": conn.id, "stream": name})
+                finally:
+                    conn.handling = False
         except ConnectionClosed as exc:
             conn.close_exc = exc
             _resolve(conn.ended, classify_close(exc))
-        except Exception:  # on_frame raised: the pipeline's bug, not the connection's; reconnect anyway
-            log.exception("websocket %s: frame handling failed", conn.id, extra={"connection_id": conn.id})
-            _resolve(conn.ended, "error")
 
     async def _watchdog(self, conn: _Connection) -> None:
         """No frame (data or control response) within the deadline: the connection is dead, end it as stale."""

@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from ingest import metrics
 from ingest.config import Settings, owned_kafka_properties
+from ingest.fatal import FatalError
 from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,15 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     conf.update(settings.kafka_properties)
     conf.update(owned_kafka_properties(settings))
     return conf
+
+
+class FatalProducerError(FatalError):
+    """librdkafka reported a fatal error (error_cb with ``err.fatal()``): the producer can produce nothing
+    more. Raised from ``poll()``, it ends the worker (``ingest.fatal``)."""
+
+    def __init__(self, err: KafkaError) -> None:
+        super().__init__(f"fatal Kafka producer error {err.name()}: {err.str()}")
+        self.kafka_error = err
 
 
 class KafkaSink:
@@ -222,8 +232,7 @@ class KafkaSink:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.broker_up = False
         if err.fatal():
-            log.error("fatal producer error", extra={"reason": self.last_error})
-            raise KafkaException(err)
+            raise FatalProducerError(err)
         log.warning("producer error", extra={"reason": self.last_error})
 
     def _on_stats(self, stats_json: str) -> None:

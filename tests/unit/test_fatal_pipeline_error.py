@@ -1,0 +1,124 @@
+"""Errors of the pipeline are not connection errors (issue 14).
+
+A fatal producer error reaches the frame loop the way it does in production: librdkafka's ``error_cb`` runs
+inside ``KafkaSink.poll()`` (the real KafkaSink; only the librdkafka handle is a fake, because no real broker
+trigger of a fatal idempotence error exists that a test can provoke without librdkafka's mock cluster), which
+the pipeline calls after every frame, and the frame comes from the real StreamSource over a real local
+WebSocket server. It must end ``StreamSource.run()`` with that error, not become a reconnect; ``ingest run``
+then exits with ``EXIT_FATAL``. A non-fatal exception of the pipeline loses that frame only: the connection
+stays up and keeps delivering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+
+from ingest import worker
+from ingest.binance.connection import FrameMeta, StreamSource
+from ingest.config import Settings
+from ingest.fatal import EXIT_FATAL
+from ingest.kafka.producer import FatalProducerError, KafkaSink
+from tests.unit.test_connection import TEST_TIMEOUT_S, reconnects, run, settings, wait_until
+from tests.unit.ws_server import FakeBinance
+
+
+class FatalAfter:
+    """A librdkafka handle that accepts records and, from the ``n``-th poll on, reports a fatal error through
+    the ``error_cb`` it was configured with (as librdkafka does: once, from a poll)."""
+
+    def __init__(self, conf: dict[str, Any], n: int) -> None:
+        self.error_cb = conf["error_cb"]
+        self.polls = 0
+        self.n = n
+        self.produced = 0
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self.produced += 1
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls += 1
+        if self.polls == self.n:
+            self.error_cb(KafkaError(KafkaError._FATAL, "Producer fenced by newer instance", fatal=True))
+        return 0
+
+
+def test_a_fatal_producer_error_ends_the_source_instead_of_reconnecting():
+    handles: list[FatalAfter] = []
+
+    def factory(conf: dict[str, Any]) -> FatalAfter:
+        handles.append(FatalAfter(conf, n=3))
+        return handles[0]
+
+    sink = KafkaSink(Settings(), producer_factory=factory)  # type: ignore[arg-type]
+    frames: list[FrameMeta] = []
+
+    async def on_frame(frame: bytes | str, meta: FrameMeta) -> None:
+        frames.append(meta)
+        await sink.produce("t", b"k", frame.encode() if isinstance(frame, str) else frame, 1)
+        sink.poll()
+
+    async def scenario() -> None:
+        async with FakeBinance() as server:
+            source = StreamSource(settings(server), ["btcusdt@miniTicker"], on_frame)
+            before = reconnects("error"), reconnects("closed")
+            with pytest.raises(FatalProducerError, match="_FATAL"):
+                await asyncio.wait_for(source.run(), TEST_TIMEOUT_S / 2)
+            await asyncio.sleep(0.3)  # a reconnect would happen within the backoff (0.05-0.2 s)
+            connections = len(server.connections)
+        assert len(frames) == 3, "frames were handled after the fatal error"
+        assert connections == 1, "the source reconnected after a fatal pipeline error"
+        assert (reconnects("error"), reconnects("closed")) == before
+        assert not source.connected and source.status() == []
+        assert frames[0].stream == "btcusdt@miniTicker", "the stream name does not travel with the frame"
+
+    run(scenario)
+
+
+def test_a_pipeline_bug_loses_the_frame_but_keeps_the_connection(caplog):
+    seen: list[FrameMeta] = []
+
+    async def on_frame(frame: bytes | str, meta: FrameMeta) -> None:
+        seen.append(meta)
+        if len(seen) == 2:
+            raise KeyError("a bug in the pipeline")
+
+    async def scenario() -> None:
+        async with FakeBinance() as server:
+            source = StreamSource(settings(server), ["btcusdt@miniTicker"], on_frame)
+            before = reconnects("error")
+            task = asyncio.create_task(source.run())
+            await wait_until(lambda: len(seen) >= 6)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            connections = len(server.connections)
+        assert connections == 1 and reconnects("error") == before
+        assert {meta.connection_id for meta in seen} == {"ws0-1"}
+
+    with caplog.at_level(logging.ERROR, logger="ingest.binance.connection"):
+        run(scenario)
+    assert any("frame handling failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_ingest_run_exits_with_the_fatal_code_and_one_line(monkeypatch, caplog):
+    """``worker.main``: the error that ended ``Worker.run`` becomes one critical line and ``EXIT_FATAL``."""
+    err = FatalProducerError(KafkaError(KafkaError._FATAL, "Producer fenced by newer instance", fatal=True))
+
+    async def failing_run(self: worker.Worker) -> int:
+        raise err
+
+    monkeypatch.setattr(worker.Worker, "run", failing_run)
+    monkeypatch.setattr(worker.config_mod, "load", lambda args: Settings(bootstrap_servers="127.0.0.1:1",
+                                                                          schema_registry_url="http://127.0.0.1:1"))
+    monkeypatch.setattr(worker, "setup_logging", lambda *a: None)
+    with caplog.at_level(logging.CRITICAL, logger="ingest.worker"):
+        code = worker.main(argparse.Namespace())
+    assert code == EXIT_FATAL != 2
+    lines = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and "Producer fenced" in lines[0].getMessage() and "restarts" in lines[0].getMessage()
