@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.devstack.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
 from ingest.devstack.stack import LocalStack, free_port
 from tests.container.pod import PodRun, Secret, podman, run
 from tests.faults import accounting
 from tests.helm.tooling import CHART, KUBE_VERSIONS, by_kind, helm, one, template_args
 from tests.kafka_reading import partitions_of, read_all
+from tests.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
 
 pytestmark = [pytest.mark.container, pytest.mark.integration]
 

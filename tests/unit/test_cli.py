@@ -34,3 +34,18 @@ def test_bad_config_fails_at_start_with_one_line(args, env, message):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_run_imports_nothing_of_the_simulator_stack_or_demo():
+    """Imports follow use: 'ingest run' loads no simulator, local stack or demo code. A fresh interpreter runs the
+    CLI's main as the console script does ('run --help' exits once the parser is built) and lists sys.modules."""
+    probe = ("import contextlib, io, sys\n"
+             "from ingest import cli\n"
+             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+             "    cli.main(['run', '--help'])\n"
+             "print('\\n'.join(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    imported = set(done.stdout.split())
+    assert {"ingest.worker", "ingest.config", "ingest.kafka.producer"} <= imported
+    unwanted = sorted(m for m in imported if m.startswith(("ingest.sim", "ingest.devstack", "ingest.demo")))
+    assert not unwanted, f"ingest run imports {unwanted}"
