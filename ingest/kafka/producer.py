@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest import metrics
 from ingest.config import Settings, owned_kafka_properties
@@ -62,6 +62,12 @@ class FatalProducerError(FatalError):
     def __init__(self, err: KafkaError) -> None:
         super().__init__(f"fatal Kafka producer error {err.name()}: {err.str()}")
         self.kafka_error = err
+
+
+def fatal_or_same(exc: KafkaException) -> Exception:
+    """``FatalProducerError`` for a KafkaException that carries a fatal error, else the exception itself."""
+    err = exc.args[0] if exc.args else None
+    return FatalProducerError(err) if isinstance(err, KafkaError) and err.fatal() else exc
 
 
 class KafkaSink:
@@ -134,13 +140,19 @@ class KafkaSink:
 
     def poll(self) -> int:
         """Serve delivery reports and statistics callbacks without blocking."""
-        served = self._producer.poll(0)
+        try:
+            served = self._producer.poll(0)
+        except KafkaException as exc:  # the binding raises librdkafka's fatal error from poll() itself
+            raise fatal_or_same(exc) from None
         self._record_observations()
         return served
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for outstanding records; return how many are still unacknowledged."""
-        remaining = self._producer.flush(timeout_s)
+        try:
+            remaining = self._producer.flush(timeout_s)
+        except KafkaException as exc:
+            raise fatal_or_same(exc) from None
         self._record_observations()
         return remaining
 

@@ -1,12 +1,11 @@
 """Errors of the pipeline are not connection errors (issue 14).
 
-A fatal producer error reaches the frame loop the way it does in production: librdkafka's ``error_cb`` runs
-inside ``KafkaSink.poll()`` (the real KafkaSink; only the librdkafka handle is a fake, because no real broker
-trigger of a fatal idempotence error exists that a test can provoke without librdkafka's mock cluster), which
-the pipeline calls after every frame, and the frame comes from the real StreamSource over a real local
-WebSocket server. It must end ``StreamSource.run()`` with that error, not become a reconnect; ``ingest run``
-then exits with ``EXIT_FATAL``. A non-fatal exception of the pipeline loses that frame only: the connection
-stays up and keeps delivering.
+A fatal producer error reaches the frame loop the way it does in production: from ``KafkaSink.poll()``, which the
+pipeline calls after every frame (the real KafkaSink; only the librdkafka handle is a fake here, raising what
+the real binding raises; tests/faults/test_fatal_kafka_error.py provokes the real error on a real broker), and
+the frame comes from the real StreamSource over a real local WebSocket server. It must end
+``StreamSource.run()`` with that error, not become a reconnect; ``ingest run`` then exits with ``EXIT_FATAL``.
+A non-fatal exception of the pipeline loses that frame only: the connection stays up and keeps delivering.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import logging
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from ingest import worker
 from ingest.binance.connection import FrameMeta, StreamSource
@@ -29,11 +28,11 @@ from tests.unit.ws_server import FakeBinance
 
 
 class FatalAfter:
-    """A librdkafka handle that accepts records and, from the ``n``-th poll on, reports a fatal error through
-    the ``error_cb`` it was configured with (as librdkafka does: once, from a poll)."""
+    """A librdkafka handle that accepts records and, at the ``n``-th poll, fails the way the real binding does
+    after librdkafka raised a fatal error: ``poll()`` raises a KafkaException carrying the fatal KafkaError
+    (seen against a real broker in tests/faults/test_fatal_kafka_error.py)."""
 
     def __init__(self, conf: dict[str, Any], n: int) -> None:
-        self.error_cb = conf["error_cb"]
         self.polls = 0
         self.n = n
         self.produced = 0
@@ -44,7 +43,7 @@ class FatalAfter:
     def poll(self, timeout: float = 0) -> int:
         self.polls += 1
         if self.polls == self.n:
-            self.error_cb(KafkaError(KafkaError._FATAL, "Producer fenced by newer instance", fatal=True))
+            raise KafkaException(KafkaError(KafkaError._GAPLESS_GUARANTEE, "Message size too large", fatal=True))
         return 0
 
 
@@ -67,7 +66,7 @@ def test_a_fatal_producer_error_ends_the_source_instead_of_reconnecting():
         async with FakeBinance() as server:
             source = StreamSource(settings(server), ["btcusdt@miniTicker"], on_frame)
             before = reconnects("error"), reconnects("closed")
-            with pytest.raises(FatalProducerError, match="_FATAL"):
+            with pytest.raises(FatalProducerError, match="_GAPLESS_GUARANTEE"):
                 await asyncio.wait_for(source.run(), TEST_TIMEOUT_S / 2)
             await asyncio.sleep(0.3)  # a reconnect would happen within the backoff (0.05-0.2 s)
             connections = len(server.connections)
