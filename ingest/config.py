@@ -296,7 +296,9 @@ def _options() -> tuple[Option, ...]:
     for f in dataclasses.fields(Settings):
         if "doc" not in f.metadata:
             continue  # kafka_properties: assembled from several sources, not one option
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        default: Any = f.default
+        if default is dataclasses.MISSING and callable(f.default_factory):
+            default = f.default_factory()
         type_name = str(f.type)
         options.append(Option(f.name, default, f.metadata["doc"], _PARSERS[type_name], f.metadata["env"],
                               f.metadata["choices"], f.metadata["secret"], type_name))

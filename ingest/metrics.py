@@ -24,6 +24,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def catalogue() -> list[MetricDoc]:
     """Every metric this module defines, in definition order, as exposed (names with their suffixes)."""
     docs: list[MetricDoc] = []
     for value in list(globals().values()):
-        if isinstance(value, _Defined):
+        if isinstance(value, _Defined) and isinstance(value, MetricWrapperBase):
             (family,) = value.describe()  # public: the family's name (no suffix), type and help
             kind, name, labels = family.type, family.name, value.label_names
             if kind == "counter":
