@@ -92,51 +92,60 @@ class KafkaSink:
         self._latencies: list[float | None] = []  # produce latencies of acked records, emptied by poll/flush
         self._produce_latency = _Observations(None, metrics.PRODUCE_LATENCY)
 
-    # ----- producing -----
-    async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
-                      headers: list[tuple[str, bytes]] | None = None) -> bool:
-        """Hand one record to librdkafka; True if accepted, False if dropped by the buffer policy."""
-        on_delivery = self._callbacks.get(topic) or self._callback(topic)
-        while True:
-            try:
-                if headers:
-                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers,
-                                           on_delivery=on_delivery)
-                else:
-                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
-                self.in_flight += 1
-                return True
-            except BufferError:
-                if self.policy == "drop_newest":
-                    metrics.RECORDS_DROPPED.labels("buffer_full").inc()
-                    return False
-                if self.policy == "drop_oldest":
-                    # librdkafka cannot remove single queued messages; purging the not-yet-sent queue
-                    # drops the oldest records, and each one is counted by its delivery report.
-                    self._producer.purge(in_queue=True, in_flight=False, blocking=False)
-                    self.poll()  # not the bare producer's: acks noted by the callbacks are counted right away
-                    continue
-                # block: the source waits; the event loop stays free for pings and the metrics server.
-                self.poll()
-                await asyncio.sleep(0.05)
-
-    async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
-        """``produce`` for a frame's (key, value, timestamp) records: one tight loop while the buffer has room,
-        then record by record with the buffer policy; returns how many were accepted."""
+    # ----- producing: one path, ``produce_many`` -----
+    async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]],
+                           headers: list[tuple[str, bytes]] | None = None) -> int:
+        """Hand (key, value, timestamp) records to librdkafka (``headers`` on each, e.g. a dead letter's): one
+        tight loop while the buffer has room, then record by record with the buffer policy; returns how many
+        were accepted."""
         produce = self._producer.produce
         on_delivery = self._callbacks.get(topic) or self._callback(topic)
         done = 0
         try:
-            for key, value, timestamp_ms in records:
-                produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
-                done += 1
+            if headers:
+                for key, value, timestamp_ms in records:
+                    produce(topic, value, key, timestamp=timestamp_ms, headers=headers, on_delivery=on_delivery)
+                    done += 1
+            else:
+                for key, value, timestamp_ms in records:
+                    produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
+                    done += 1
         except BufferError:
-            pass  # the rest goes through produce(), which applies the buffer policy
+            pass  # the rest waits for room, or is dropped, as the buffer policy says
         self.in_flight += done
         accepted = done
         for key, value, timestamp_ms in records[done:]:
-            accepted += await self.produce(topic, key, value, timestamp_ms)
+            accepted += await self._produce_when_full(topic, key, value, timestamp_ms, headers, on_delivery)
         return accepted
+
+    async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
+                      headers: list[tuple[str, bytes]] | None = None) -> bool:
+        """One record through ``produce_many``; True if accepted, False if dropped by the buffer policy."""
+        return await self.produce_many(topic, [(key, value, timestamp_ms)], headers) == 1
+
+    async def _produce_when_full(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
+                                 headers: list[tuple[str, bytes]] | None,
+                                 on_delivery: Callable[[KafkaError | None, Message], None]) -> bool:
+        """The buffer was full: apply the policy to one record; True if it was accepted in the end."""
+        while True:
+            if self.policy == "drop_newest":
+                metrics.RECORDS_DROPPED.labels("buffer_full").inc()
+                return False
+            if self.policy == "drop_oldest":
+                # librdkafka cannot remove single queued messages; purging the not-yet-sent queue
+                # drops the oldest records, and each one is counted by its delivery report.
+                self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+                self.poll()  # not the bare producer's: acks noted by the callbacks are counted right away
+            else:  # block: the source waits; the event loop stays free for pings and the metrics server.
+                self.poll()
+                await asyncio.sleep(0.05)
+            try:
+                self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers,
+                                       on_delivery=on_delivery)
+            except BufferError:
+                continue
+            self.in_flight += 1
+            return True
 
     def poll(self) -> int:
         """Serve delivery reports and statistics callbacks without blocking."""
