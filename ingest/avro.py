@@ -96,7 +96,8 @@ class Encoder:
         self.prefix = bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
         self._head = self.prefix.decode("latin-1")
         self._buffer = BytesIO()
-        kind = next((k for k, name in SCHEMA_FILES.items() if name == f"{self.schema.get('name')}.avsc"), None)
+        name = str(self.schema.get("name", "")).rpartition(".")[2]  # parse_schema makes it namespace.Name
+        kind = next((k for k, file in SCHEMA_FILES.items() if file == f"{name}.avsc"), None)
         self._writer = WRITERS.get(kind) if kind and self.schema["fields"] == parsed_schema(kind)["fields"] else None
         self._shared_fields = [f for f in self.schema["fields"] if f["name"] in FRAME_FIELDS]
 
@@ -108,6 +109,11 @@ class Encoder:
         buf.write(self.prefix)
         fastavro.schemaless_writer(buf, self.schema, value)
         return buf.getvalue()
+
+    @property
+    def generated(self) -> bool:
+        """True when ``encode_tickers`` uses a generated writer of ingest/avro_writers.py (else fastavro)."""
+        return self._writer is not None
 
     def encode_tickers(self, items: Sequence[Any], shared: Mapping[str, Any]) -> list[bytes]:
         """Validated ticker records (``events.MiniTicker``/``Ticker``) of one frame -> framed Avro, in order.
