@@ -28,6 +28,9 @@ def test_every_subcommand_is_wired():
     (("run", "--max-streams-per-connection", "5000"), {"KAFKA_BOOTSTRAP_SERVERS": "x:1",
                                                        "SCHEMA_REGISTRY_URL": "http://x"}, "1024"),
     (("run",), {"INGEST_STREMS": "!ticker@arr"}, "unknown environment variable INGEST_STREMS"),
+    # Checked against librdkafka when the settings load: before the registry or Kafka is contacted (both unreachable).
+    (("run",), {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:9",
+                "INGEST_KAFKA_SASL_MECHANIZM": "PLAIN"}, "sasl.mechanizm is not a librdkafka property"),
 ])
 def test_bad_config_fails_at_start_with_one_line(args, env, message):
     result = _run(*args, **env)
