@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,8 +43,9 @@ from ingest.binance.events import MiniTicker, Ticker
 '''
 
 
-def schema_fields(kind: str) -> list[dict]:
-    return json.loads((REPO / "schemas" / SCHEMAS[kind]).read_text(encoding="utf-8"))["fields"]
+def schema_fields(kind: str) -> list[dict[str, Any]]:
+    fields: list[dict[str, Any]] = json.loads((REPO / "schemas" / SCHEMAS[kind]).read_text(encoding="utf-8"))["fields"]
+    return fields
 
 
 def writer_source(kind: str) -> str:
