@@ -317,14 +317,14 @@ class StreamSource:
                     return why, None
                 failure = await self._rotate(shard, why)
                 if failure is None:
-                    rotate_at = shard.current.opened_mono + self.settings.rotate_after_s  # type: ignore[union-attr]
+                    assert shard.current is not None  # the replacement
+                    rotate_at = shard.current.opened_mono + self.settings.rotate_after_s
                 elif announced:  # the server closes the old one soon anyway: try again after the policy's delay
                     retry_at = time.monotonic() + self._delay(shard, failure)
                 else:
                     rotate_at = time.monotonic() + min(ROTATION_RETRY_S, self.settings.rotate_after_s)
                 continue
             reason = current.ended.result()
-            exc = current.close_exc
             healthy = (current.connected_since is not None
                        and time.time() - current.connected_since >= HEALTHY_AFTER_S)
             if healthy:
@@ -333,7 +333,7 @@ class StreamSource:
             shard.current = None
             log.warning("websocket %s ended (reason %s)", current.id, reason,
                         extra={"connection_id": current.id, "reason": reason, "streams": len(current.streams)})
-            return reason, exc
+            return reason, current.close_exc
 
     @staticmethod
     async def _wait_end(conn: Connection, until_mono: float) -> None:
@@ -497,9 +497,10 @@ class StreamSource:
 
     async def _announce(self, conn: Connection) -> None:
         """Once the connection delivers (and its subscriptions are in), tell the pipeline (REST snapshot)."""
-        waiter = asyncio.ensure_future(conn.first_data.wait())
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(conn.first_data.wait())
+        ended: asyncio.Future[Any] = conn.ended
         try:
-            await asyncio.wait({waiter, conn.ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         if conn.ended.done():
