@@ -39,7 +39,6 @@ class Pipeline:
         # ... and with several, a kind's all-market stream (when subscribed) is the one that carried it.
         self.raw_names = {stream_names.kind(name): name for name in streams if name in stream_names.ALL_MARKET}
         self.seen = LastSeen(("miniticker", "ticker"))
-        self.last_event = self.seen.times  # the same dicts; worker.py's handover code reads and seeds them
         self._accepted = {(kind, source): metrics.RECORDS_ACCEPTED.labels(self.topics[kind], source)
                           for kind in ("miniticker", "ticker") for source in ("websocket", "rest_snapshot")}
         self._last_event_gauges: dict[str, object] = {}

@@ -141,7 +141,7 @@ def test_produced_bytes_are_the_frames_values_as_fastavro_reads_them():
     last = fastavro.schemaless_reader(BytesIO(split_framing(produced[3][2])[1]), parsed_schema("ticker"), None)
     assert (last["symbol"], last["trade_count"], last["quote_volume"], last["stream"]) == (
         "LTCBTC", 0, "1031.51234567", "!ticker@arr")
-    assert pipeline.last_event == {"miniticker": {"BTCUSDT": 1000, "币安人生USDT": 1001},
+    assert pipeline.seen.export() == {"miniticker": {"BTCUSDT": 1000, "币安人生USDT": 1001},
                                    "ticker": {"ETHBTC": 1_700_000_000_123, "LTCBTC": 1_700_000_000_123}}
 
 
@@ -153,7 +153,7 @@ def test_a_bad_ticker_is_dead_lettered_and_the_rest_of_its_frame_produced():
     assert [(t, k) for t, k, _, _, _ in sink.sent] == [("t.spot.deadletter", b"!miniTicker@arr"),
                                                        ("t.spot.miniticker", b"BTCUSDT")]
     assert dict(sink.sent[0][4])["reason"] == b"decimal_out_of_range"
-    assert pipeline.last_event["miniticker"] == {"BTCUSDT": 1000}
+    assert pipeline.seen.export()["miniticker"] == {"BTCUSDT": 1000}
 
 
 def test_snapshot_records_are_counted_before_the_dedupe_and_state_size_follows_symbols():
