@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import fastavro
 import msgspec
@@ -43,7 +43,7 @@ from ingest.config import ConfigError
 try:  # the HTTP library confluent-kafka's registry client uses: httpx2 when installed, else httpx
     import httpx2 as _http
 except ImportError:  # pragma: no cover - depends on the installed confluent-kafka
-    import httpx as _http
+    import httpx as _http  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,25 @@ T = TypeVar("T")
 
 
 @cache
-def load_schema(kind: str) -> dict:
+def load_schema(kind: str) -> dict[str, Any]:
     """The JSON of a kind's schema file (``miniticker``, ``ticker``, ``symbols``), read once."""
     try:
         name = SCHEMA_FILES[kind]
     except KeyError:
         raise ValueError(f"no schema for topic kind {kind!r}; known: {', '.join(SCHEMA_FILES)}") from None
-    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    return schema
 
 
 @cache
-def parsed_schema(kind: str) -> dict:
+def parsed_schema(kind: str) -> dict[str, Any]:
     """The fastavro-parsed schema of a kind, parsed once per process."""
-    return fastavro.parse_schema(load_schema(kind))
+    return _parse(load_schema(kind))
+
+
+def _parse(schema: dict[str, Any]) -> dict[str, Any]:
+    """fastavro.parse_schema, typed for a record schema (its stub also allows the str and list forms)."""
+    return cast(dict[str, Any], fastavro.parse_schema(schema))
 
 
 def subject_for(topic: str) -> str:
@@ -88,10 +94,10 @@ class Encoder:
     shared buffer): the worker encodes on its event loop thread only.
     """
 
-    def __init__(self, schema: dict, schema_id: int) -> None:
+    def __init__(self, schema: dict[str, Any], schema_id: int) -> None:
         if not 0 <= schema_id < 2**31:
             raise ValueError(f"schema id out of range: {schema_id}")
-        self.schema = schema if "__fastavro_parsed" in schema else fastavro.parse_schema(schema)
+        self.schema = schema if "__fastavro_parsed" in schema else _parse(schema)
         self.schema_id = schema_id
         self.prefix = bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
         self._head = self.prefix.decode("latin-1")
@@ -101,7 +107,7 @@ class Encoder:
         self._writer = WRITERS.get(kind) if kind and self.schema["fields"] == parsed_schema(kind)["fields"] else None
         self._shared_fields = [f for f in self.schema["fields"] if f["name"] in FRAME_FIELDS]
 
-    def encode(self, value: dict) -> bytes:
+    def encode(self, value: dict[str, Any]) -> bytes:
         """One record as an Avro dict -> ``0x00 | schema id (4 bytes, big endian) | Avro binary body``."""
         buf = self._buffer
         buf.seek(0)
@@ -144,12 +150,12 @@ def make_client(url: str, user_info: str = "", *, max_retries: int = 1) -> Schem
     return SchemaRegistryClient(conf)
 
 
-def schema_for_registry(schema: dict) -> Schema:
+def schema_for_registry(schema: dict[str, Any]) -> Schema:
     return Schema(json.dumps(schema, separators=(",", ":")), "AVRO")
 
 
 def register_schemas(client: SchemaRegistryClient, topic_for_kind: dict[str, str],
-                     schemas: Mapping[str, dict] | None = None) -> dict[str, Encoder]:
+                     schemas: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Encoder]:
     """Set BACKWARD on each ``<topic>-value`` subject, register the local schema, return an Encoder per kind.
 
     Registering an identical schema again returns the existing id, so this is safe on every start. The
@@ -165,7 +171,7 @@ def register_schemas(client: SchemaRegistryClient, topic_for_kind: dict[str, str
             encoders[kind] = Encoder(parsed_schema(kind), schema_id)
         else:
             schema_id = client.register_schema(subject, schema_for_registry(schemas[kind]))
-            encoders[kind] = Encoder(fastavro.parse_schema(schemas[kind]), schema_id)
+            encoders[kind] = Encoder(_parse(schemas[kind]), schema_id)
         log.info("schema for %s registered under %s with id %d (compatibility %s)",
                  kind, subject, schema_id, COMPATIBILITY)
     return encoders
@@ -183,7 +189,7 @@ class CompatibilityResult:
 
 
 def check_compatibility(client: SchemaRegistryClient, topic_for_kind: dict[str, str],
-                        schemas: Mapping[str, dict] | None = None) -> list[CompatibilityResult]:
+                        schemas: Mapping[str, dict[str, Any]] | None = None) -> list[CompatibilityResult]:
     """Ask the registry whether each local schema may be registered under its subject (latest version).
 
     A subject the registry does not know yet is ``new``: registering it cannot break anyone. ``schemas``

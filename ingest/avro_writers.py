@@ -10,6 +10,9 @@ decimal is ASCII and shorter than 64 characters (its length is one byte, ``C``) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ingest.avro_bytes import LENGTH_CHAR as C
 from ingest.avro_bytes import long_writer, string_writer, varint
 from ingest.binance.events import MiniTicker, Ticker
@@ -73,5 +76,5 @@ def write_ticker(r: Ticker, head: str, tail: str) -> bytes:
     )).encode("latin-1")
 
 
-WRITERS = {'miniticker': write_miniticker, 'ticker': write_ticker}
+WRITERS: dict[str, Callable[[Any, str, str], bytes]] = {'miniticker': write_miniticker, 'ticker': write_ticker}
 """Schema kind -> its writer."""

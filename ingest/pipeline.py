@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from ingest import metrics
 from ingest.avro import Encoder
@@ -82,7 +83,7 @@ class Pipeline:
             gauge = self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
         gauge.set(newest_ms / 1000.0)  # type: ignore[attr-defined]
 
-    async def on_snapshot(self, entries: list[dict], kinds: set[str]) -> int:
+    async def on_snapshot(self, entries: list[dict[str, Any]], kinds: set[str]) -> int:
         """Produce a REST ticker/24hr snapshot; dedupe drops entries older than what streams delivered."""
         now = time.time()
         batches, rejects = snapshot_records(entries, kinds=kinds, ingest_time_us=int(now * 1_000_000))
@@ -126,7 +127,7 @@ def _name_raw_streams(batch: Batch, all_market: dict[str, str]) -> list[Batch]:
     """Raw connections with several streams: a record's stream is its kind's all-market stream when that is
     subscribed, else the per-symbol stream of its kind and symbol. One batch per stream name, order kept."""
     suffix = "miniTicker" if batch.kind == events.MINITICKER else "ticker"
-    by_stream: dict[str, list] = {}
+    by_stream: dict[str, list[Any]] = {}
     for item in batch.items:
         by_stream.setdefault(all_market.get(batch.kind) or f"{item.symbol.lower()}@{suffix}", []).append(item)
     return [batch._replace(stream=name, items=items) for name, items in by_stream.items()]

@@ -37,6 +37,9 @@ decimal is ASCII and shorter than 64 characters (its length is one byte, ``C``) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ingest.avro_bytes import LENGTH_CHAR as C
 from ingest.avro_bytes import long_writer, string_writer, varint
 from ingest.binance.events import MiniTicker, Ticker
@@ -97,7 +100,8 @@ def writer_source(kind: str) -> str:
 def render() -> str:
     files = ", ".join(SCHEMAS.values())
     out = HEADER.format(files=files) + "".join(writer_source(kind) for kind in SCHEMAS)
-    out += "\n\nWRITERS = {" + ", ".join(f"{kind!r}: write_{kind}" for kind in SCHEMAS) + "}\n"
+    entries = ", ".join(f"{kind!r}: write_{kind}" for kind in SCHEMAS)
+    out += "\n\nWRITERS: dict[str, Callable[[Any, str, str], bytes]] = {" + entries + "}\n"
     out += '"""Schema kind -> its writer."""\n'
     return out
 

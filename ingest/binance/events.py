@@ -108,7 +108,8 @@ FRAME_FIELDS = ("ingest_time", "source", "stream", "connection_id")
 
 def _fields_of(struct: type) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """(Binance letter, attribute) of a struct's decimal (str) and integer fields, in Binance's order."""
-    decimals, integers = [], []
+    decimals: list[tuple[str, str]] = []
+    integers: list[tuple[str, str]] = []
     for f in msgspec.structs.fields(struct):
         if f.name in ("event_type", "event_time", "symbol"):
             continue
@@ -169,7 +170,7 @@ class TickerRecord(NamedTuple):
     kind: str
     symbol: str
     event_time_ms: int
-    value: dict
+    value: dict[str, Any]
 
 
 class Reject(NamedTuple):
@@ -188,7 +189,7 @@ class FrameResult(NamedTuple):
     stream: str
     batches: list[Batch]
     rejects: list[Reject]
-    control: dict | None
+    control: dict[str, Any] | None
 
     @property
     def records(self) -> list[TickerRecord]:
@@ -202,16 +203,18 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def _frame_decoder(item: type) -> msgspec.json.Decoder:
-    envelope = msgspec.defstruct(f"{item.__name__}Frame", [("stream", str), ("data", list[item] | item)],
-                                 gc=False)  # type: ignore[valid-type]
-    return msgspec.json.Decoder(envelope | list[item])  # type: ignore[valid-type]
+def _frame_decoder(item: type) -> msgspec.json.Decoder[Any]:
+    # The frame types are built at run time from ``item``: a type checker sees only ``Any`` here.
+    dynamic: Any = item
+    envelope: Any = msgspec.defstruct(f"{item.__name__}Frame", [("stream", str), ("data", list[dynamic] | dynamic)],
+                                      gc=False)
+    return msgspec.json.Decoder(envelope | list[dynamic])
 
 
 _DECODERS = [(kind, _frame_decoder(struct).decode) for kind, struct in TYPES.items()]
 
 
-def _decode_whole(payload: bytes | str) -> tuple[str, str | None, list] | None:
+def _decode_whole(payload: bytes | str) -> tuple[str, str | None, list[Any]] | None:
     """An array frame of one ticker kind, every record valid -> (kind, stream or None, structs); else None.
 
     A wrong kind fails at the first ticker, so trying both is cheap.
@@ -277,7 +280,7 @@ def parse_frame(payload: bytes | bytearray | memoryview | str, *, default_stream
     return FrameResult(stream, batches, rejects, None)
 
 
-def snapshot_records(entries: list[dict], *, kinds: set[str], ingest_time_us: int,
+def snapshot_records(entries: list[dict[str, Any]], *, kinds: set[str], ingest_time_us: int,
                      stream: str = REST_STREAM) -> tuple[list[Batch], list[Reject]]:
     """GET /api/v3/ticker/24hr entries (full or ``type=MINI``) -> batches marked ``rest_snapshot``, one record
     per entry and kind, and the rejects.
@@ -360,13 +363,13 @@ def _item(item: Any) -> tuple[str, TickerItem]:
     return kind, TYPES[kind](*[item[letter] for letter in _LETTERS[kind]])
 
 
-def _field(item: dict, key: str, expected: type) -> Any:
+def _field(item: dict[str, Any], key: str, expected: type) -> Any:
     if key not in item:
         raise _Invalid("missing_field", f"{key}:")
-    value = item[key]
+    value: Any = item[key]
     if type(value) is not expected:
         raise _Invalid("wrong_type", f"{key}: expected {_json_type(expected())}, got {_json_type(value)}")
-    if expected is int and not LONG_MIN <= value <= LONG_MAX:
+    if expected is int and isinstance(value, int) and not LONG_MIN <= value <= LONG_MAX:
         raise _Invalid("wrong_type", f"{key}: integer does not fit a 64-bit long")
     return value
 
@@ -465,7 +468,8 @@ class RecordError(ValueError):
         self.detail = detail
 
 
-def symbol_info_value(entry: dict, *, first_seen_ms: int, last_seen_ms: int, ingest_time_us: int) -> dict:
+def symbol_info_value(entry: dict[str, Any], *, first_seen_ms: int, last_seen_ms: int,
+                      ingest_time_us: int) -> dict[str, Any]:
     """One exchangeInfo ``symbols[]`` entry -> a SymbolInfo Avro dict; raises ``RecordError`` if malformed.
 
     Nothing is dropped: modelled attributes get fields, other booleans go to ``flags``, anything else to
@@ -502,7 +506,7 @@ def _string_list(value: Any, key: str) -> list[str]:
     return value
 
 
-def _filters(filters: Any) -> list[dict]:
+def _filters(filters: Any) -> list[dict[str, Any]]:
     if type(filters) is not list:
         raise _Invalid("wrong_type", "filters: expected an array")
     out = []

@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_Headers = list[tuple[str, str | bytes | None]]
+"""Kafka record headers as confluent_kafka's ``produce`` declares them."""
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka configuration: our defaults < user properties, plus the properties the worker owns
     (config.owned_kafka_properties; config.load refused any user value for them, so nothing is overwritten)."""
@@ -73,7 +77,7 @@ def fatal_or_same(exc: KafkaException) -> Exception:
 class KafkaSink:
     """A keyed, idempotent producer with explicit buffer-full policy and per-record accounting."""
 
-    def __init__(self, settings: Settings, producer_factory: Callable[[dict], Producer] = Producer) -> None:
+    def __init__(self, settings: Settings, producer_factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
         self.policy = settings.buffer_policy
         self._conf = producer_config(settings)
         self._conf["error_cb"] = self._on_error
@@ -98,13 +102,15 @@ class KafkaSink:
         """Hand (key, value, timestamp) records to librdkafka (``headers`` on each, e.g. a dead letter's): one
         tight loop while the buffer has room, then record by record with the buffer policy; returns how many
         were accepted."""
+        # One copy per call, in the type librdkafka's binding declares (its list is invariant in the value type).
+        kafka_headers: _Headers | None = list(headers) if headers else None
         produce = self._producer.produce
         on_delivery = self._callbacks.get(topic) or self._callback(topic)
         done = 0
         try:
-            if headers:
+            if kafka_headers:
                 for key, value, timestamp_ms in records:
-                    produce(topic, value, key, timestamp=timestamp_ms, headers=headers, on_delivery=on_delivery)
+                    produce(topic, value, key, timestamp=timestamp_ms, headers=kafka_headers, on_delivery=on_delivery)
                     done += 1
             else:
                 for key, value, timestamp_ms in records:
@@ -115,7 +121,7 @@ class KafkaSink:
         self.in_flight += done
         accepted = done
         for key, value, timestamp_ms in records[done:]:
-            accepted += await self._produce_when_full(topic, key, value, timestamp_ms, headers, on_delivery)
+            accepted += await self._produce_when_full(topic, key, value, timestamp_ms, kafka_headers, on_delivery)
         return accepted
 
     async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
@@ -124,7 +130,7 @@ class KafkaSink:
         return await self.produce_many(topic, [(key, value, timestamp_ms)], headers) == 1
 
     async def _produce_when_full(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
-                                 headers: list[tuple[str, bytes]] | None,
+                                 headers: _Headers | None,
                                  on_delivery: Callable[[KafkaError | None, Message], None]) -> bool:
         """The buffer was full: apply the policy to one record; True if it was accepted in the end."""
         while True:
