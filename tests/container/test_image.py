@@ -229,8 +229,11 @@ def test_sasl_values_configure_the_worker_as_intended(image: str, container_dir:
     container = pod_spec["containers"][0]
     pod = run("bi-sasl-config", container, pod_spec, docs, secrets, container_dir)
     assert isinstance(pod, PodRun)
-    dump = ("import json; from ingest import config; from ingest.kafka.producer import producer_config; "
-            "s = config.load(); print(json.dumps({'producer': producer_config(s), 'settings': vars(s)}))")
+    args = container["args"]
+    assert args[:2] == ["run", "--config"], args
+    dump = ("import argparse, json; from ingest import config; from ingest.kafka.producer import producer_config; "
+            f"s = config.load(argparse.Namespace(config={args[2]!r})); "
+            "print(json.dumps({'producer': producer_config(s), 'settings': vars(s)}))")
     try:
         pod.wait_probe("livenessProbe", 60)
         tls_files = podman("exec", pod.name, "python", "-c", "import pathlib; d = pathlib.Path("

@@ -127,7 +127,7 @@ def test_required_settings_and_secrets_are_wired() -> None:
     assert cm["SCHEMA_REGISTRY_URL"] == "https://registry.example.com"
     assert cm["INGEST_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert refs == {
         "INGEST_KAFKA_SASL_USERNAME": {"name": "kafka-credentials", "key": "user"},
         "INGEST_KAFKA_SASL_PASSWORD": {"name": "kafka-credentials", "key": "pass"},

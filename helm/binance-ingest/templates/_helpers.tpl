@@ -124,12 +124,13 @@ The worker's YAML config file (`ingest run --config`, see docs/configuration.md)
 its option name, typed (lists as lists, numbers as numbers: toYaml goes through JSON, so 604800000 stays
 604800000), and the librdkafka properties under `kafka:`. config.<camelCase> becomes <snake_case>, the option's
 name in ingest/config.py. Secrets stay environment variables from Secrets (binance-ingest.secretEnv), which win
-over the file. The seeding Job, a hook that runs before this ConfigMap exists, gets the same settings as env
+over the file; so does INGEST_METRICS_PORT (binance-ingest.workerEnv), left out of the file because the image's
+HEALTHCHECK reads it from the environment. The seeding Job, a hook that runs before this ConfigMap exists, gets the same settings as env
 vars (binance-ingest.settings); a contract test loads both and compares.
 */}}
 {{- define "binance-ingest.configFile" -}}
 {{- $file := dict }}
-{{- range $key, $value := .Values.config }}
+{{- range $key, $value := omit .Values.config "metricsPort" }}
 {{- $_ := set $file ($key | snakecase) $value }}
 {{- end }}
 {{- with .Values.coordination }}
@@ -163,6 +164,14 @@ vars (binance-ingest.settings); a contract test loads both and compares.
 {{- end }}
 {{- $_ := set $file "kafka" $kafka }}
 {{- toYaml $file }}
+{{- end }}
+
+{{/* The worker container's env: the metrics port, which the image's HEALTHCHECK (docker/podman runs of the
+image; Kubernetes uses the probes) reads from INGEST_METRICS_PORT, then the Secrets. */}}
+{{- define "binance-ingest.workerEnv" -}}
+- name: INGEST_METRICS_PORT
+  value: {{ .Values.config.metricsPort | int64 | quote }}
+{{ include "binance-ingest.secretEnv" . }}
 {{- end }}
 
 {{/* Env entries read from existing Secrets (SASL credentials, registry basic auth). */}}
