@@ -41,6 +41,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.binance import streams as stream_names
 from ingest.config import Settings
+from ingest.fatal import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class ShardCoordinator:
                 raise RuntimeError(f"coordination ended unexpectedly: {self.last_error}")
             try:
                 await self._on_change(gained, lost)
+            except FatalError:  # e.g. the gain snapshot met a fatal producer error: the worker must end
+                raise
             except Exception:  # a failed change must not end membership; the next change re-applies the state
                 log.exception("applying a shard change failed")
             finally:

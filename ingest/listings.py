@@ -17,6 +17,7 @@ from ingest import metrics
 from ingest.binance import streams as stream_names
 from ingest.binance.rest import RestClient
 from ingest.config import ConfigError, Settings
+from ingest.fatal import FatalError
 from ingest.kafka.topics import KnownSymbols
 
 log = logging.getLogger("ingest.worker")
@@ -78,5 +79,7 @@ class Listings:
                 await self.apply(info, publish, on_streams)
             except ConfigError as exc:  # the new stream set does not fit the connection budget: keep the old one
                 log.error("exchangeInfo refresh not applied", extra={"reason": str(exc)})
+            except FatalError:  # publishing met a fatal producer error: the worker must end, not refresh on
+                raise
             except Exception:  # whatever a listing brings, the refresh loop and the streams go on
                 log.exception("exchangeInfo refresh not applied")

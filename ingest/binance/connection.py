@@ -512,6 +512,9 @@ class StreamSource:
         if self._on_connected is not None:
             try:
                 await self._on_connected(conn.id)
+            except FatalError as exc:  # e.g. the snapshot's produce met a fatal producer error: end run()
+                if self._fatal is not None and not self._fatal.done():
+                    self._fatal.set_exception(exc)
             except Exception:
                 log.exception("on_connected(%s) failed", conn.id, extra={"connection_id": conn.id})
 

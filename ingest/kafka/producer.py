@@ -69,9 +69,15 @@ class FatalProducerError(FatalError):
 
 
 def fatal_or_same(exc: KafkaException) -> Exception:
-    """``FatalProducerError`` for a KafkaException that carries a fatal error, else the exception itself."""
+    """``FatalProducerError`` for a KafkaException that carries a fatal error, else the exception itself.
+
+    The binding raises the fatal error once, from one ``poll()``; after it every ``produce()`` raises
+    ``_FATAL`` (with ``fatal()`` False), so that code is fatal too: a caught first raise must not leave a
+    producer that refuses everything behind a running worker."""
     err = exc.args[0] if exc.args else None
-    return FatalProducerError(err) if isinstance(err, KafkaError) and err.fatal() else exc
+    if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
+        return FatalProducerError(err)
+    return exc
 
 
 class KafkaSink:
@@ -118,6 +124,9 @@ class KafkaSink:
                     done += 1
         except BufferError:
             pass  # the rest waits for room, or is dropped, as the buffer policy says
+        except KafkaException as exc:  # after a fatal error librdkafka refuses every record
+            self.in_flight += done
+            raise fatal_or_same(exc) from None
         self.in_flight += done
         accepted = done
         for key, value, timestamp_ms in records[done:]:

@@ -121,3 +121,42 @@ def test_ingest_run_exits_with_the_fatal_code_and_one_line(monkeypatch, caplog):
     assert code == EXIT_FATAL != 2
     lines = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(lines) == 1 and "Producer fenced" in lines[0].getMessage() and "restarts" in lines[0].getMessage()
+
+
+def test_produce_after_the_fatal_error_is_fatal_too():
+    """What the binding does after its one fatal raise (seen on a real broker): ``produce()`` raises ``_FATAL``
+    with ``fatal()`` False. Catches a worker that swallowed the first raise somewhere and then loses every
+    frame as a 'pipeline bug' forever, with a producer that can send nothing."""
+
+    class Refusing:
+        def __init__(self, conf: dict[str, Any]) -> None:
+            pass
+
+        def produce(self, *args: Any, **kwargs: Any) -> None:
+            raise KafkaException(KafkaError(KafkaError._FATAL, "Fatal error"))
+
+    sink = KafkaSink(Settings(), producer_factory=Refusing)  # type: ignore[arg-type]
+    with pytest.raises(FatalProducerError, match="_FATAL"):
+        asyncio.run(sink.produce_many("t", [(b"k", b"v", 1)]))
+    assert sink.in_flight == 0
+
+
+def test_a_fatal_error_of_the_reconnect_snapshot_ends_the_source_too():
+    """The snapshot after a (re)connect produces through the same sink: its fatal error must not be swallowed
+    as an 'on_connected failed' log line (the producer would refuse everything afterwards)."""
+    err = FatalProducerError(KafkaError(KafkaError._FATAL, "Fatal error"))
+
+    async def on_connected(connection_id: str) -> None:
+        raise err
+
+    async def on_frame(frame: bytes | str, meta: FrameMeta) -> None:
+        pass
+
+    async def scenario() -> None:
+        async with FakeBinance() as server:
+            source = StreamSource(settings(server), ["btcusdt@miniTicker"], on_frame, on_connected)
+            with pytest.raises(FatalProducerError):
+                await asyncio.wait_for(source.run(), TEST_TIMEOUT_S / 2)
+            assert len(server.connections) == 1
+
+    run(scenario)
