@@ -97,9 +97,9 @@ def run(kind: str, records: int, repeat: int, active_only: bool) -> None:
     parsed_dec = fastavro.parse_schema(dec_schema)
     fields = decimal_fields(dec_schema)
     entries, origin = rest_entries(records, active_only)
-    values, rejects = snapshot_records(entries, kinds={kind}, ingest_time_us=1_710_038_820_000_000)
+    batches, rejects = snapshot_records(entries, kinds={kind}, ingest_time_us=1_710_038_820_000_000)
     assert not rejects, rejects[:3]
-    values = [r.value for r in values]
+    values = [r.value for batch in batches for r in batch.records()]
     frame = stream_frame(kind, values)
     t_parse = best_of(repeat, lambda: parse_frame(frame, default_stream="!x@arr", connection_id="c",
                                                     ingest_time_us=0, max_frame_bytes=1 << 30))

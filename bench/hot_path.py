@@ -1,13 +1,13 @@
 """Hot path on one core: recorded-shape frames -> framed Avro -> producer, per stage, and the raw producer limit.
 
 Why in-process: the issue asks what the pipeline itself costs per record, without the WebSocket or the
-simulator competing for the two cores. Each stage of the fast path is timed on its own over the same frames
-(parse = ``events.decode_fast``: msgspec decodes and type-checks the frame into structs; check+encode =
-``StructWriter.write``: decimal grammar and Avro bytes; dedupe = ``Pipeline.dedupe_encoded``; produce call =
-``KafkaSink.produce_many``), then the whole ``Pipeline.on_frame`` is timed end to end including ``flush``
-(so delivery callbacks are paid for). ``parse_frame``, the slow path that frames with a bad ticker take, is
-timed on the same frames for reference. The raw producer limit produces the very same encoded bytes (same
-keys, timestamps, topics, producer settings) with a bare loop and no callback.
+simulator competing for the two cores. Each stage of the one record path is timed on its own over the same
+frames (parse+check = ``events.parse_frame``: msgspec decodes the frame into typed records, then the decimal
+grammar of each; dedupe = ``LastSeen.fresh``; encode = ``Encoder.encode_tickers``, the generated writers of
+ingest/avro_writers.py; produce call = ``KafkaSink.produce_many``), then the whole ``Pipeline.on_frame`` is
+timed end to end including ``flush`` (so delivery callbacks are paid for). The item-by-item decoding that
+frames with a bad ticker take is timed on the same frames for reference. The raw producer limit produces
+the very same encoded bytes (same keys, timestamps, topics, producer settings) with a bare loop and no callback.
 """
 
 from __future__ import annotations
@@ -17,18 +17,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
 from confluent_kafka import Producer
 
 from bench.frames import Frame, make_frames
 from ingest.avro import Encoder, parsed_schema
+from ingest.binance import events
 from ingest.binance.connection import FrameMeta
-from ingest.binance.events import decode_fast, parse_frame
+from ingest.binance.events import parse_frame
 from ingest.config import Settings
+from ingest.dedupe import LastSeen
 from ingest.kafka.producer import KafkaSink, producer_config
 from ingest.kafka.topics import admin_client, ensure_topics
 from ingest.pipeline import Pipeline
 
-STAGES = ("parse", "check+encode", "dedupe", "produce call")
+STAGES = ("parse+check", "dedupe", "encode", "produce call")
 
 
 @dataclass
@@ -38,7 +41,7 @@ class HotPathResult:
     stage_us: dict[str, float] = field(default_factory=dict)  # µs per record, by stage
     pipeline_rps: float = 0.0  # Pipeline.on_frame + flush, records per wall second
     pipeline_cpu_us: float = 0.0  # main-thread CPU µs per record (the Python side of the pipeline)
-    slow_path_us: float = 0.0  # parse_frame (the path of frames with a bad ticker), µs per record
+    slow_path_us: float = 0.0  # item-by-item decoding (the path of frames with a bad ticker), µs per record
     raw_rps: float = 0.0  # bare producer loop on the same bytes, records per wall second
     bytes_per_record: float = 0.0
     spread: dict[str, list[float]] = field(default_factory=dict)  # every repeat's figure, to show the noise
@@ -103,41 +106,40 @@ def run_once(bootstrap: str, frames_per_kind: int, tickers_per_frame: int) -> Ho
     result = HotPathResult(records=n, frames=len(frames))
     us = 1e6 / n
 
-    parsed: list = []
-    t_frame = _timed(lambda: parsed.extend(_parse_all(frames, settings)))
-    assert sum(len(r.records) for r in parsed) == n, "records rejected by parse_frame"
-    result.slow_path_us = t_frame * us
+    def item_by_item() -> None:
+        for f in frames:
+            obj = orjson.loads(f.payload)
+            rejects: list = []
+            events._decode_items(obj["data"], obj["stream"], "bench", 0, "websocket", rejects)
+            assert not rejects
+    result.slow_path_us = _timed(item_by_item) * us
 
-    decoded: list = []
-    result.stage_us["parse"] = _timed(lambda: decoded.extend(decode_fast(f.payload) for f in frames)) * us
-    assert all(d is not None for d in decoded), "a frame was refused by the fast path"
+    parsed: list = []
+    result.stage_us["parse+check"] = _timed(lambda: parsed.extend(_parse_all(frames, settings))) * us
+    batches = [b for r in parsed for b in r.batches]
+    assert sum(len(b.items) for b in batches) == n and not any(r.rejects for r in parsed), "records rejected"
 
     sink = KafkaSink(settings)
     _warm_up(sink._producer, settings.topic("ticker"))
     encs = encoders()
     pipeline = Pipeline(settings, sink, encs, ["!miniTicker@arr", "!ticker@arr"])
-    meta = _meta()
-    values: list[list[bytes]] = []
-
-    def encode() -> None:
-        for kind, stream, items in decoded:
-            writer = pipeline.writers[kind]
-            tail = writer.tail({"ingest_time": int(meta.received_at * 1e6), "source": "websocket",
-                                "stream": stream, "connection_id": meta.connection_id})
-            write = writer.write
-            values.append([write(item, tail) for item in items])
-    result.stage_us["check+encode"] = _timed(encode) * us
-    result.bytes_per_record = sum(len(v) for vs in values for v in vs) / n
-
+    seen = LastSeen()
     fresh: list = []
     result.stage_us["dedupe"] = _timed(lambda: fresh.extend(
-        (pipeline.topics[kind], pipeline.dedupe_encoded(kind, items, vs))
-        for (kind, _, items), vs in zip(decoded, values, strict=True))) * us
-    encoded = [(topic, key, value, ts) for topic, batch in fresh for key, value, ts in batch]
-    assert len(encoded) == n
+        b._replace(items=seen.fresh(b.kind, b.items)) for b in batches)) * us
+    assert sum(len(b.items) for b in fresh) == n
+
+    values: list[list[bytes]] = []
+    result.stage_us["encode"] = _timed(lambda: values.extend(
+        encs[b.kind].encode_tickers(b.items, b.frame_fields()) for b in fresh)) * us
+    result.bytes_per_record = sum(len(v) for vs in values for v in vs) / n
+    keyed = [(pipeline.topics[b.kind], [(item.symbol.encode(), value, item.event_time)
+                                        for item, value in zip(b.items, vs, strict=True)])
+             for b, vs in zip(fresh, values, strict=True)]
+    encoded = [(topic, key, value, ts) for topic, batch in keyed for key, value, ts in batch]
 
     async def produce_all() -> None:
-        for topic, batch in fresh:
+        for topic, batch in keyed:
             await sink.produce_many(topic, batch)
     result.stage_us["produce call"] = _timed(lambda: asyncio.run(produce_all())) * us
     sink.flush(60)
@@ -186,7 +188,7 @@ def table(r: HotPathResult) -> str:
     lines.append(f"{'raw producer':<14} {1e6 / r.raw_rps:>10.2f} {r.raw_rps:>12,.0f}")
     if r.slow_path_us:
         lines.append(f"{'slow path':<14} {r.slow_path_us:>10.2f} {1e6 / r.slow_path_us:>12,.0f}  "
-                     "(parse_frame alone, the path of frames with a bad ticker; for reference)")
+                     "(item-by-item decoding, the path of frames with a bad ticker; for reference)")
     lines.append(f"hot path / raw producer limit: {r.pipeline_rps / r.raw_rps:.2f}")
     for name, values in r.spread.items():
         lines.append(f"  repeats, {name}: " + ", ".join(f"{v:,.0f}" for v in values))

@@ -68,16 +68,17 @@ def ratios(run: Run) -> list[tuple[str, str, str, str]]:
     ]
 
 
-BEFORE = {  # the full run of commit ad66374 (docs/performance.md before the late-E simulator), same command
-    "hot path on_frame+ack (records/s)": 146_682, "raw producer limit (records/s)": 563_798,
-    "hot path / raw producer limit": 0.26, "hot path main-thread CPU (µs/record)": 5.81,
-    "end to end: worker (records/s)": 109_872, "end to end: naive (records/s)": 47_878,
-    "end to end: worker / naive": 2.29, "end to end: worker CPU s per million records": 8.61,
-    "nominal load: consumer event->fetched p50 / p99 (ms)": "61 / 108",
-    "nominal load: of which event->frame read (simulator) p50 / p99 (ms)": "24 / 45",
-    "nominal load: of which frame read->fetched (worker, broker, fetch) p50 / p99 (ms)": "37 / 82",
-    "nominal load: worker histogram p50 / p99 (ms)": "75 / 160 (buckets 50, 100, 250)",
-    "nominal load: worker CPU (% of one core)": 4.13,
+BEFORE = {  # docs/performance.md at the start of issue 14 (the full run of commit b0f1817's doc: two paths,
+    # exec-generated writers), same command on the same machine
+    "hot path on_frame+ack (records/s)": 154_923, "raw producer limit (records/s)": 666_553,
+    "hot path / raw producer limit": 0.23, "hot path main-thread CPU (µs/record)": 5.97,
+    "end to end: worker (records/s)": 95_723, "end to end: naive (records/s)": 46_252,
+    "end to end: worker / naive": 2.07, "end to end: worker CPU s per million records": 9.61,
+    "nominal load: consumer event->fetched p50 / p99 (ms)": "37 / 93",
+    "nominal load: of which event->frame read (simulator) p50 / p99 (ms)": "3 / 4",
+    "nominal load: of which frame read->fetched (worker, broker, fetch) p50 / p99 (ms)": "34 / 89",
+    "nominal load: worker histogram p50 / p99 (ms)": "42 / 97",
+    "nominal load: worker CPU (% of one core)": 4.20,
     "nominal load: worker peak RSS (MB)": 96.4,
 }
 

@@ -36,7 +36,7 @@ class Backoff:
         """Upper bound of the next ordinary delay: initial * 2**attempt, capped (computed without overflow)."""
         if self.attempt >= 63:
             return self.max_s
-        return min(self.max_s, self.initial_s * (2 ** self.attempt))
+        return min(self.max_s, self.initial_s * (2.0 ** self.attempt))
 
     def next_delay(self) -> float:
         """The delay before the next attempt; each call counts one more failure."""

@@ -40,29 +40,43 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int | None]]]:
     """Build the parser: one subparser per entry of SUBCOMMANDS, arguments defined by the owning module."""
     parser, mains, _ = _build()
     return parser, mains
 
 
-def _build() -> tuple[argparse.ArgumentParser, dict[str, Callable], dict[str, argparse.ArgumentParser]]:
+def _build(only: str | None = None) -> tuple[
+    argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int | None]], dict[str, argparse.ArgumentParser]
+]:
+    """The parser; with ``only``, just that subcommand's module is imported (imports follow use: ``ingest run``
+    loads nothing of the simulator, the local stack or the demo). Every subcommand is still listed by name."""
     parser = OneLineParser(prog="ingest", description="Binance spot market data -> Avro -> Kafka connector.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    mains: dict[str, Callable] = {}
+    mains: dict[str, Callable[[argparse.Namespace], int | None]] = {}
     parsers: dict[str, argparse.ArgumentParser] = {}
     for name, (module_name, help_line) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_line, description=help_line)
-        module.add_arguments(sub_parser)
-        mains[name] = module.main
         parsers[name] = sub_parser
+        if only is None or name == only:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            mains[name] = module.main
     return parser, mains, parsers
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option), if it is one."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, mains, parsers = _build()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, mains, parsers = _build(_command(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's parser, so the message names 'ingest run', not 'ingest'
         parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")

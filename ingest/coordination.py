@@ -41,6 +41,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.binance import streams as stream_names
 from ingest.config import Settings
+from ingest.fatal import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class ShardCoordinator:
                 raise RuntimeError(f"coordination ended unexpectedly: {self.last_error}")
             try:
                 await self._on_change(gained, lost)
+            except FatalError:  # e.g. the gain snapshot met a fatal producer error: the worker must end
+                raise
             except Exception:  # a failed change must not end membership; the next change re-applies the state
                 log.exception("applying a shard change failed")
             finally:
@@ -213,13 +216,14 @@ class ShardCoordinator:
         try:
             while len(notes) < len(wanted) and time.monotonic() < deadline:
                 msg = reader.poll(0.2)
-                if msg is None or msg.error() is not None or msg.partition() not in wanted:
+                partition = msg.partition() if msg is not None and msg.error() is None else None
+                if msg is None or partition is None or partition not in wanted:
                     continue
                 try:
-                    notes[msg.partition()] = orjson.loads(msg.value() or b"{}").get("last_event", {})
+                    notes[partition] = orjson.loads(msg.value() or b"{}").get("last_event", {})
                 except (orjson.JSONDecodeError, AttributeError):
-                    log.warning("unreadable handover note", extra={"shard": msg.partition()})
-                    notes[msg.partition()] = {}
+                    log.warning("unreadable handover note", extra={"shard": partition})
+                    notes[partition] = {}
         finally:
             reader.unassign()
         return notes
@@ -239,11 +243,12 @@ class ShardCoordinator:
             consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
             while not self._stop.is_set():
                 msg = consumer.poll(POLL_S)
-                if msg is not None and msg.error() is not None:
-                    self.last_error = str(msg.error())
-                    log.warning("coordination: %s", msg.error())
-                    if msg.error().fatal():  # e.g. not authorized for the group: no way to stay a member
-                        raise KafkaException(msg.error())
+                error = msg.error() if msg is not None else None
+                if error is not None:
+                    self.last_error = str(error)
+                    log.warning("coordination: %s", error)
+                    if error.fatal():  # e.g. not authorized for the group: no way to stay a member
+                        raise KafkaException(error)
         except Exception as exc:
             self.last_error = self.last_error or repr(exc)
             log.exception("coordination thread failed")

@@ -215,7 +215,8 @@ def _stop_all(procs: list[subprocess.Popen[str]], stack: LocalStack | None) -> N
 def _get(port: int, path: str) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as resp:
-            return resp.read().decode()
+            text: str = resp.read().decode()
+            return text
     except OSError as exc:  # 503 from /readyz is an HTTPError (an OSError) that still carries the body
         body = getattr(exc, "read", None)
         return body().decode() if callable(body) else ""
@@ -265,7 +266,10 @@ def _live_view(stack: LocalStack, settings: Settings, args: argparse.Namespace, 
             for msg in consumer.consume(num_messages=5000, timeout=0.2):
                 if msg.error() is not None:
                     continue
-                record = decoder.decode(msg.value())
+                value = msg.value()
+                if value is None:
+                    continue
+                record = decoder.decode(value)
                 record["_lag_ms"] = msg.timestamp()[1] and (time.time() * 1000 - msg.timestamp()[1])
                 latest[record["symbol"]] = record
                 received += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 
@@ -28,11 +28,13 @@ class Decoder:
         schema = self._schemas.get(schema_id)
         if schema is None:
             text = self._client.get_schema(schema_id).schema_str
+            if text is None:
+                raise ValueError(f"the registry has no schema text for id {schema_id}")
             schema = self._schemas[schema_id] = fastavro.parse_schema(json.loads(text))
-        return fastavro.schemaless_reader(io.BytesIO(body), schema, None)
+        return cast(dict[str, Any], fastavro.schemaless_reader(io.BytesIO(body), schema, None))
 
     def close(self) -> None:
-        self._client.__exit__()
+        self._client.close()
 
 
 def _change_pct(record: dict[str, Any]) -> str:

@@ -14,27 +14,48 @@ import platform
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    ProcessCollector,
-    disable_created_metrics,
-)
+import prometheus_client
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+
+
+class _Defined:
+    """Remembers the label names a metric is defined with, for :func:`catalogue` (docs/metrics.md):
+    prometheus_client keeps them only in private attributes. Children made by ``.labels()`` pass through too."""
+
+    label_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(name, documentation, labelnames, **kwargs)  # type: ignore[call-arg]
+        self.label_names = tuple(labelnames)
+
+
+class Counter(_Defined, prometheus_client.Counter):
+    """A prometheus_client Counter that remembers its label names."""
+
+
+class Gauge(_Defined, prometheus_client.Gauge):
+    """A prometheus_client Gauge that remembers its label names."""
+
+
+class Histogram(_Defined, prometheus_client.Histogram):
+    """A prometheus_client Histogram that remembers its label names."""
+
+
+class Info(_Defined, prometheus_client.Info):
+    """A prometheus_client Info that remembers its label names."""
+
 
 PREFIX = "binance_ingest_"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -350,14 +371,14 @@ def catalogue() -> list[MetricDoc]:
     """Every metric this module defines, in definition order, as exposed (names with their suffixes)."""
     docs: list[MetricDoc] = []
     for value in list(globals().values()):
-        if isinstance(value, MetricWrapperBase):
-            # prometheus_client keeps type, labels and help only as attributes of the wrapper.
-            kind, name, labels = value._type, value._name, tuple(value._labelnames)
+        if isinstance(value, _Defined) and isinstance(value, MetricWrapperBase):
+            (family,) = value.describe()  # public: the family's name (no suffix), type and help
+            kind, name, labels = family.type, family.name, value.label_names
             if kind == "counter":
                 name += "_total"
             elif kind == "info":
                 name, labels = name + "_info", BUILD_INFO_LABELS
-            docs.append(MetricDoc(name, kind, labels, value._documentation))
+            docs.append(MetricDoc(name, kind, labels, family.documentation))
     docs.extend(MetricDoc(m.name, m.kind, m.labels, m.doc) for m in LIBRDKAFKA_METRICS)
     return docs
 

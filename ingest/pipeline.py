@@ -1,27 +1,26 @@
-"""Frames in, Kafka records out: parse, dedupe, encode, produce, and dead-letter what cannot be.
+"""Frames in, Kafka records out: decode, dedupe, encode, produce, and dead-letter what cannot be.
 
-One ``Pipeline`` per worker. It works a whole frame at a time (one JSON parse per frame, one encode call
-per frame's records) and keeps the only per-symbol state the connector needs: the event time of the last
-record produced per (kind, symbol), which makes reconnect snapshots and rotation overlaps idempotent.
-
-Two paths, same records (docs/performance.md): a well-formed array frame of one ticker kind is decoded by
-msgspec into typed structs and each struct is encoded by a generated ``StructWriter`` (checks and bytes in
-one pass, the frame's shared fields encoded once); any frame that path refuses (a bad ticker, a control
-reply, a raw multi-stream frame) goes through ``parse_frame``, which names every reject.
+One ``Pipeline`` per worker, one path for every source (docs/architecture.md): ``events.parse_frame`` (a
+WebSocket frame) or ``events.snapshot_records`` (a REST snapshot) give ``Batch``es of validated typed records;
+``produce_batch`` drops what the per-symbol ``LastSeen`` state already produced (on records, before any
+encoding), encodes the rest with the topic's ``Encoder`` (the frame's shared fields once) and hands them to
+``KafkaSink.produce_many``; ``dead_letter`` sends rejects through the same ``produce_many``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from ingest import metrics
-from ingest.avro import Encoder, StructWriter
+from ingest.avro import Encoder
 from ingest.binance import events
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta
-from ingest.binance.events import Reject, TickerRecord, dead_letter_headers, parse_frame, snapshot_records
+from ingest.binance.events import Batch, Reject, dead_letter_headers, parse_frame, snapshot_records
 from ingest.config import Settings
+from ingest.dedupe import LastSeen
 from ingest.kafka.producer import KafkaSink
 
 log = logging.getLogger(__name__)
@@ -40,76 +39,26 @@ class Pipeline:
         self.default_stream = streams[0] if len(streams) == 1 else ""
         # ... and with several, a kind's all-market stream (when subscribed) is the one that carried it.
         self.raw_names = {stream_names.kind(name): name for name in streams if name in stream_names.ALL_MARKET}
-        self.last_event: dict[str, dict[str, int]] = {"miniticker": {}, "ticker": {}}
+        self.seen = LastSeen(("miniticker", "ticker"))
         self._accepted = {(kind, source): metrics.RECORDS_ACCEPTED.labels(self.topics[kind], source)
                           for kind in ("miniticker", "ticker") for source in ("websocket", "rest_snapshot")}
         self._last_event_gauges: dict[str, object] = {}
         self._snapshot_records = {kind: metrics.SNAPSHOT_RECORDS.labels(self.topics[kind])
                                   for kind in ("miniticker", "ticker")}
-        self.writers = {kind: StructWriter(encoders[kind].schema, encoders[kind].prefix,
-                                           events.FAST_TYPES[kind].__struct_fields__,
-                                           {"event_type": events.KIND_EVENT[kind]},
-                                           events.FAST_DECIMALS[kind], events.DECIMALS_OK[kind])
-                        for kind in events.FAST_TYPES if kind in encoders}
-
     async def on_frame(self, payload: bytes | str, meta: FrameMeta) -> None:
         """Handle one WebSocket frame (called by the connection manager for every data frame)."""
-        if len(payload) <= self.settings.max_frame_bytes and await self._fast_frame(payload, meta):
-            self.sink.poll()
-            return
         result = parse_frame(payload, default_stream=self.default_stream, connection_id=meta.connection_id,
                              ingest_time_us=int(meta.received_at * 1_000_000),
                              max_frame_bytes=self.settings.max_frame_bytes)
         for reject in result.rejects:
             await self.dead_letter(reject, meta.received_at, meta.connection_id)
-        if result.records:
-            if not result.stream:
-                _name_raw_streams(result.records, self.raw_names)
-            await self.produce_records(result.records, "websocket", result.stream)
+        for batch in result.batches:
+            await self.produce_batch(batch)
         self.sink.poll()
-
-    async def _fast_frame(self, payload: bytes | str, meta: FrameMeta) -> bool:
-        """The fast path; False (nothing done, no state changed) when the frame needs ``parse_frame``."""
-        decoded = events.decode_fast(payload)
-        if decoded is None:
-            return False
-        kind, stream, items = decoded
-        stream = stream if stream is not None else self.default_stream
-        writer = self.writers.get(kind)
-        if not stream or writer is None:  # raw multi-stream frames name each record's stream: parse_frame does
-            return False
-        tail = writer.tail({"ingest_time": int(meta.received_at * 1_000_000), "source": "websocket",
-                            "stream": stream, "connection_id": meta.connection_id})
-        write = writer.write
-        try:  # every record is checked and encoded before any is produced: a failure leaves no trace
-            values = [write(item, tail) for item in items]
-        except (ValueError, TypeError, IndexError, OverflowError):
-            return False
-        fresh = self.dedupe_encoded(kind, items, values)
-        if fresh:
-            self._accepted[(kind, "websocket")].inc(len(fresh))
-            await self.sink.produce_many(self.topics[kind], fresh)
-            self._set_last_event(stream, max(event_time for _, _, event_time in fresh))
-        return True
 
     def state_size(self) -> int:
         """Entries of the per-symbol state (exported as ``symbol_state_entries``)."""
-        return sum(len(times) for times in self.last_event.values())
-
-    def dedupe_encoded(self, kind: str, items: list, values: list[bytes]) -> list[tuple[bytes, bytes, int]]:
-        """``dedupe`` for the fast path: (key, value, timestamp) of the structs newer than the last produced."""
-        last = self.last_event[kind]
-        seen = last.get
-        fresh = []
-        for item, value in zip(items, values, strict=True):
-            event_time, symbol = item.event_time, item.symbol
-            if event_time <= seen(symbol, -1):
-                continue
-            last[symbol] = event_time
-            fresh.append((symbol.encode(), value, event_time))
-        if len(fresh) < len(items):
-            metrics.DUPLICATES_SUPPRESSED.inc(len(items) - len(fresh))
-        return fresh
+        return self.seen.size()
 
     def track_streams(self, streams: list[str]) -> None:
         """Give every subscribed stream its series from the moment it is subscribed: the last-event gauge starts
@@ -134,68 +83,51 @@ class Pipeline:
             gauge = self._last_event_gauges[label] = metrics.LAST_EVENT.labels(label)
         gauge.set(newest_ms / 1000.0)  # type: ignore[attr-defined]
 
-    async def on_snapshot(self, entries: list[dict], kinds: set[str]) -> int:
+    async def on_snapshot(self, entries: list[dict[str, Any]], kinds: set[str]) -> int:
         """Produce a REST ticker/24hr snapshot; dedupe drops entries older than what streams delivered."""
         now = time.time()
-        records, rejects = snapshot_records(entries, kinds=kinds, ingest_time_us=int(now * 1_000_000))
-        for rec in records:
-            self._snapshot_records[rec.kind].inc()
+        batches, rejects = snapshot_records(entries, kinds=kinds, ingest_time_us=int(now * 1_000_000))
         for reject in rejects:
             await self.dead_letter(reject, now, None)
-        produced = await self.produce_records(records, "rest_snapshot", "rest:ticker/24hr")
+        produced = 0
+        for batch in batches:
+            self._snapshot_records[batch.kind].inc(len(batch.items))
+            produced += await self.produce_batch(batch)
         self.sink.poll()
         return produced
 
-    async def produce_records(self, records: list[TickerRecord], source: str, stream: str) -> int:
+    async def produce_batch(self, batch: Batch) -> int:
         """Dedupe by event time per symbol, encode and produce; return how many were handed to Kafka."""
-        produced = 0
-        for kind, batch in self.dedupe(records).items():
-            topic = self.topics[kind]
-            encoder = self.encoders[kind]
-            self._accepted[(kind, source)].inc(len(batch))
-            newest: dict[str, int] = {}  # stream -> newest event time (raw frames name each record's stream)
-            for rec in batch:
-                try:
-                    value = encoder.encode(rec.value)
-                except (ValueError, TypeError, OverflowError) as exc:
-                    # Accepted but not encodable: counted as dropped, and the record itself is kept.
-                    metrics.RECORDS_DROPPED.labels("encode_error").inc()
-                    await self.dead_letter(Reject("encode_error", rec.value.get("stream", stream),
-                                                  repr(rec.value).encode(), rec.symbol, str(exc)[:200]),
-                                           time.time(), rec.value.get("connection_id"))
-                    continue
-                if await self.sink.produce(topic, rec.symbol.encode(), value, rec.event_time_ms):
-                    produced += 1
-                name = stream or rec.value.get("stream", "")
-                newest[name] = max(newest.get(name, 0), rec.event_time_ms)
-            if source == "websocket":
-                for name, newest_ms in newest.items():
-                    self._set_last_event(name, newest_ms)
+        if not batch.stream and batch.source == "websocket":  # a raw multi-stream frame: name each record's stream
+            produced = 0
+            for named in _name_raw_streams(batch, self.raw_names):
+                produced += await self.produce_batch(named)
+            return produced
+        fresh = self.seen.fresh(batch.kind, batch.items)
+        if not fresh:
+            return 0
+        self._accepted[(batch.kind, batch.source)].inc(len(fresh))
+        values = self.encoders[batch.kind].encode_tickers(fresh, batch.frame_fields())
+        produced = await self.sink.produce_many(
+            self.topics[batch.kind],
+            [(item.symbol.encode(), value, item.event_time) for item, value in zip(fresh, values, strict=True)])
+        if batch.source == "websocket":
+            self._set_last_event(batch.stream, max(item.event_time for item in fresh))
         return produced
-
-    def dedupe(self, records: list[TickerRecord]) -> dict[str, list[TickerRecord]]:
-        """Records newer than the last one produced per (kind, symbol), grouped by kind; remembers them."""
-        fresh: dict[str, list[TickerRecord]] = {}
-        for rec in records:
-            last = self.last_event[rec.kind]
-            if rec.event_time_ms <= last.get(rec.symbol, -1):
-                metrics.DUPLICATES_SUPPRESSED.inc()
-                continue
-            last[rec.symbol] = rec.event_time_ms
-            fresh.setdefault(rec.kind, []).append(rec)
-        return fresh
 
     async def dead_letter(self, reject: Reject, received_at: float, connection_id: str | None) -> None:
         """Raw bytes to the dead-letter topic, keyed by stream, reason and context in headers."""
         metrics.DEADLETTER.labels(reject.reason).inc()
         headers = dead_letter_headers(reject, int(received_at * 1_000_000), connection_id=connection_id)
-        await self.sink.produce(self.topics["deadletter"], (reject.stream or "unknown").encode(),
-                                events.dead_letter_value(reject), int(received_at * 1000), headers=headers)
+        await self.sink.produce_many(self.topics["deadletter"], [((reject.stream or "unknown").encode(),
+                                     events.dead_letter_value(reject), int(received_at * 1000))], headers)
 
 
-def _name_raw_streams(records: list[TickerRecord], all_market: dict[str, str]) -> None:
-    """Raw connections with several streams: name each record's stream, the kind's all-market stream when it
-    is subscribed, else the per-symbol stream of its kind and symbol."""
-    for rec in records:
-        suffix = "miniTicker" if rec.kind == "miniticker" else "ticker"
-        rec.value["stream"] = all_market.get(rec.kind) or f"{rec.symbol.lower()}@{suffix}"
+def _name_raw_streams(batch: Batch, all_market: dict[str, str]) -> list[Batch]:
+    """Raw connections with several streams: a record's stream is its kind's all-market stream when that is
+    subscribed, else the per-symbol stream of its kind and symbol. One batch per stream name, order kept."""
+    suffix = "miniTicker" if batch.kind == events.MINITICKER else "ticker"
+    by_stream: dict[str, list[Any]] = {}
+    for item in batch.items:
+        by_stream.setdefault(all_market.get(batch.kind) or f"{item.symbol.lower()}@{suffix}", []).append(item)
+    return [batch._replace(stream=name, items=items) for name, items in by_stream.items()]

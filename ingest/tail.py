@@ -109,10 +109,13 @@ def tail(settings: Settings, topic_arg: str, decoder: Decoder, out: JsonPrinter 
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(msg.partition())
+                        partition = msg.partition()
+                        if partition is not None:
+                            done.add(partition)
                         continue
                     raise KafkaException(err)
-                record_key = msg.key().decode("utf-8", "backslashreplace") if msg.key() is not None else None
+                raw_key = msg.key()
+                record_key = raw_key.decode("utf-8", "backslashreplace") if raw_key is not None else None
                 if wanted is not None and (record_key or "").upper() != wanted:
                     continue
                 out.write(record(msg, record_key, decoder))
@@ -176,6 +179,8 @@ class Decoder:
             if self._client is None:
                 raise ValueError("no --schema-registry-url to resolve the schema id")
             text = self._client.get_schema(schema_id).schema_str
+            if text is None:
+                raise ValueError(f"the registry has no schema text for id {schema_id}")
             schema = self._schemas[schema_id] = fastavro.parse_schema(json.loads(text))
         return schema
 
@@ -184,13 +189,21 @@ class Decoder:
             self._client.close()
 
 
+def _text(value: str | bytes | None) -> str:
+    """A header value as printed (the worker's headers are bytes; the client's type allows str too)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value or ""
+
+
 def record(msg: Message, key: str | None, decoder: Decoder) -> dict[str, Any]:
     """One record as printed: where it is, its key and headers, and the decoded value or the raw payload."""
     out: dict[str, Any] = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
                            "timestamp": msg.timestamp()[1], "key": key}
     headers = msg.headers()
     if headers:
-        out["headers"] = {name: (value or b"").decode("utf-8", "backslashreplace") for name, value in headers}
+        items = headers.items() if isinstance(headers, dict) else headers
+        out["headers"] = {name: _text(value) for name, value in items}
     value = msg.value()
     if value is None:
         out["value"] = None

@@ -19,18 +19,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ingest import avro, metrics
 from ingest import config as config_mod
-from ingest.binance import snapshot
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
 from ingest.binance.limits import LocationRefusal
 from ingest.binance.rest import RestClient, RestError
 from ingest.config import ConfigError, Settings
 from ingest.coordination import ShardCoordinator, ensure_coordination_topic, owned_streams, shard_of
+from ingest.fatal import EXIT_FATAL, FatalError
+from ingest.handover import Handover
 from ingest.kafka.producer import KafkaSink
 from ingest.kafka.topics import (
     KnownSymbols,
@@ -40,8 +41,10 @@ from ingest.kafka.topics import (
     publish_symbols,
     topics_or_config_error,
 )
+from ingest.listings import Listings, Publish
 from ingest.logs import setup_logging
 from ingest.pipeline import Pipeline
+from ingest.restore import Snapshots
 
 log = logging.getLogger("ingest.worker")
 
@@ -61,7 +64,12 @@ def main(args: argparse.Namespace) -> int:
     settings = config_mod.load(args)
     config_mod.require_kafka(settings)
     setup_logging(settings.log_format, settings.log_level)
-    return asyncio.run(Worker(settings).run())
+    try:
+        return asyncio.run(Worker(settings).run())
+    except FatalError as exc:  # after the producer was flushed as far as it could be (Worker.run's finally)
+        log.critical("%s; exiting with code %d so the orchestrator restarts the worker", exc, EXIT_FATAL,
+                     extra={"reason": str(exc), "exit_code": EXIT_FATAL})
+        return EXIT_FATAL
 
 
 def probe_registry(client: Any, url: str) -> None:
@@ -110,19 +118,21 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.known = KnownSymbols()
         self.sink: KafkaSink | None = None
         self.source: StreamSource | None = None
         self.pipeline: Pipeline | None = None
         self.refusal = LocationRefusal(settings.location_refused_retry_s)  # HTTP 451, shared by REST and streams
         self.rest = RestClient(settings, refusal=self.refusal)
+        self.listings = Listings(settings, self.rest)  # exchangeInfo: symbols topic, stream patterns
+        self.snapshots: Snapshots | None = None  # REST state after (re)connects and gains
+        self.handover: Handover | None = None  # notes between coordinated replicas
+        self.publish: Publish | None = None  # symbol records to Kafka
         self.stop_event = asyncio.Event()
         self.metrics_port = 0
         self.all_streams: list[str] = []  # every stream the settings ask for; a coordinated replica owns a part
         self.coordinator: ShardCoordinator | None = None
         self._stream_shards: dict[str, int] = {}  # lower-cased stream name as frames carry it -> shard
         self._unserved = ""  # why owned shards are not streamed (readiness reason), empty when they are
-        self._skipped: set[str] = set()  # exchangeInfo symbols that cannot be stream names, warned about once
         self._start_wait = ""  # what start-up is waiting for (readiness reason), e.g. the registry being down
 
     # ----- readiness -----
@@ -192,7 +202,7 @@ class Worker:
         # Read-only checks first: a mistake (unknown symbol, wrong registry path) stops the start before any topic
         # is created or schema registered.
         exchange_info = await self._exchange_info_at_start()
-        wanted_streams = self._expand(exchange_info)
+        wanted_streams = self.listings.expand(exchange_info)
         check_symbols_exist(wanted_streams, exchange_info, s.rest_url)
         topics = {kind: s.topic(kind) for kind in ("miniticker", "ticker", "symbols")}
         client = avro.make_client(s.schema_registry_url, s.schema_registry_user_info)
@@ -223,9 +233,21 @@ class Worker:
                         retired[0].strip(), since, pattern,
                         extra={"stream": retired[0].strip(), "retired": since,
                                "streams": sum(1 for n in self.all_streams if n.endswith(pattern))})
+        sink, symbols_encoder = self.sink, encoders["symbols"]
+
+        async def publish(known: KnownSymbols, names: Iterable[str]) -> int:
+            return await publish_symbols(sink, symbols_encoder, s, known, names)
+
+        self.publish = publish
         self.pipeline = Pipeline(s, self.sink, encoders, self.all_streams)
-        metrics.watch_runtime(asyncio.get_running_loop(), self.pipeline.state_size)
-        await self._apply_exchange_info(exchange_info)
+        seen = self.pipeline.seen
+        metrics.watch_runtime(asyncio.get_running_loop(), seen.size)
+        coordinator = self.coordinator
+        self.snapshots = Snapshots(self.rest, self.pipeline.on_snapshot, owned=None if coordinator is None else (
+            lambda streams: owned_streams(streams, coordinator.owned, coordinator.shards)))
+        if coordinator is not None:
+            self.handover = Handover(coordinator, seen, coordinator.shards)
+        await self.listings.apply(exchange_info, publish, on_streams=None)
         on_frame = self.pipeline.on_frame if self.coordinator is None else self._on_owned_frame
         self.pipeline.track_streams(self._my_streams())
         self.source = StreamSource(s, self._my_streams(), on_frame, on_connected=self._on_connected,
@@ -261,7 +283,7 @@ class Worker:
         assert self.source is not None
         tasks = [asyncio.create_task(self.source.run(), name="streams"),
                  asyncio.create_task(self._poll_loop(), name="producer-poll"),
-                 asyncio.create_task(self._refresh_loop(), name="exchange-info-refresh")]
+                 asyncio.create_task(self._follow_listings(), name="exchange-info-refresh")]
         if self.coordinator is not None:
             tasks.append(asyncio.create_task(self.coordinator.run(), name="coordination"))
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
@@ -306,22 +328,6 @@ class Worker:
             self._stream_shards = {stream_names.frame_key(name): shard_of(name, self.coordinator.shards)
                                    for name in streams}
 
-    def _expand(self, info: dict[str, Any]) -> list[str]:
-        """The concrete streams of the settings for this exchangeInfo. A TRADING symbol whose name cannot be a
-        stream name is skipped, counted and warned about once, never a reason to stop (DESIGN §6: symbols may
-        be non-ASCII since 2025-12, and a future listing may bring characters nobody expects)."""
-        s = self.settings
-        skipped: list[str] = []
-        streams = stream_names.expand(s.streams, info, s.quote_assets, literal_retired=s.literal_ticker_arr,
-                                      skipped=skipped)
-        for symbol in skipped:
-            if symbol not in self._skipped:
-                self._skipped.add(symbol)
-                metrics.SYMBOLS_SKIPPED.inc()
-                log.warning("symbol %r skipped: its name cannot be spelled as a stream name", symbol,
-                            extra={"symbol": symbol})
-        return streams
-
     def _my_streams(self) -> list[str]:
         """The streams this replica should hold: all of them, or the part its shards own."""
         if self.coordinator is None:
@@ -333,30 +339,29 @@ class Worker:
         its UNSUBSCRIBE is answered. Frames of streams we never asked for go on: the parser judges them (and
         dead-letters what is broken), so nothing unexpected disappears under this counter."""
         assert self.coordinator is not None and self.pipeline is not None
-        name = stream_names.combined_stream_name(frame)
+        name = meta.stream
         shard = self._stream_shards.get(stream_names.frame_key(name)) if name is not None else None
         if shard is not None and shard not in self.coordinator.owned:
             metrics.FRAMES_NOT_OWNED.inc()
-            metrics.TICKERS_NOT_OWNED.inc(frame.count(b'"e":' if isinstance(frame, bytes) else '"e":'))
+            metrics.TICKERS_NOT_OWNED.inc(frame.count(b'"e":') if isinstance(frame, bytes) else frame.count('"e":'))
             return
         await self.pipeline.on_frame(frame, meta)
 
     async def _on_shards_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
         """Apply an ownership change (runs on the event loop, one change at a time, in order)."""
         assert self.coordinator is not None and self.sink is not None and self.source is not None
-        assert self.pipeline is not None
+        assert self.pipeline is not None and self.handover is not None and self.snapshots is not None
         metrics.SHARDS_OWNED.set(len(self.coordinator.owned))
         if lost:
             unacked = await self._wait_acknowledged(RELEASE_ACK_WAIT_S)
-            notes = self._handover_notes(lost)
-            written = await self._write_notes(notes) if notes else 0
+            written = await self.handover.release(lost, self.all_streams)
             log.info("shards released", extra={"lost": sorted(lost), "unacked": unacked, "notes": written})
         wanted = self._my_streams()
         if gained:
             new = owned_streams(wanted, gained, self.coordinator.shards)
-            seeds = self._apply_notes(await self._read_notes(gained)) if new else {}
+            seeds = await self.handover.receive(gained) if new else {}
             if new and self.settings.snapshot_on_connect:
-                await self._snapshot(new, f"shards {sorted(gained)} gained", seeds)
+                await self.snapshots.restore(new, f"shards {sorted(gained)} gained", seeds)
         try:
             await self.source.set_streams(wanted)
             self.pipeline.track_streams(wanted)
@@ -364,58 +369,6 @@ class Worker:
         except ConfigError as exc:  # more owned streams than this replica's connection budget holds
             self._unserved = f"coordination: owned streams do not fit: {exc}"
             log.error("owned shards not streamed", extra={"reason": str(exc)})
-
-    async def _write_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> int:
-        """Write handover notes; a failure costs the next owner duplicates, never the release itself."""
-        assert self.coordinator is not None
-        try:
-            return await asyncio.to_thread(self.coordinator.write_notes, notes)
-        except Exception as exc:
-            log.warning("handover notes not written", extra={"reason": repr(exc)[:200]})
-            return 0
-
-    async def _read_notes(self, shards: frozenset[int]) -> dict[int, dict[str, dict[str, int]]]:
-        """Read handover notes; without them the gain goes on (the snapshot may then repeat a last tick)."""
-        assert self.coordinator is not None
-        try:
-            return await asyncio.to_thread(self.coordinator.read_notes, shards)
-        except Exception as exc:
-            log.warning("handover notes not read", extra={"reason": repr(exc)[:200]})
-            return {}
-
-    def _handover_notes(self, shards: frozenset[int]) -> dict[int, dict[str, dict[str, int]]]:
-        """Per released shard: the event time of the last record produced per (kind, symbol) of its streams."""
-        assert self.coordinator is not None and self.pipeline is not None
-        last = self.pipeline.last_event
-        notes: dict[int, dict[str, dict[str, int]]] = {}
-        for name in self.all_streams:
-            shard = shard_of(name, self.coordinator.shards)
-            if shard not in shards:
-                continue
-            kind = stream_names.kind(name)
-            note = notes.setdefault(shard, {}).setdefault(kind, {})
-            if name in stream_names.ALL_MARKET:
-                note.update(last[kind])
-            elif (symbol := stream_names.symbol(name)) in last[kind]:
-                note[symbol] = last[kind][symbol]
-        return {shard: note for shard, note in notes.items() if any(note.values())}
-
-    def _apply_notes(self, notes: dict[int, dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
-        """Seed the dedupe with what the previous owners produced; return the merged seeds per kind."""
-        assert self.pipeline is not None
-        merged: dict[str, dict[str, int]] = {}
-        for note in notes.values():
-            for kind, symbols in note.items():
-                last = self.pipeline.last_event.get(kind)
-                if last is None or not isinstance(symbols, dict):
-                    continue
-                for symbol, event_ms in symbols.items():
-                    if isinstance(event_ms, int) and event_ms > last.get(symbol, -1):
-                        last[symbol] = event_ms
-                merged.setdefault(kind, {}).update(symbols)
-        if merged:
-            log.info("handover notes applied", extra={"symbols": sum(len(v) for v in merged.values())})
-        return merged
 
     async def _wait_acknowledged(self, timeout_s: float) -> int:
         """Let the poll loop serve delivery reports until nothing is in flight; return what still is."""
@@ -433,60 +386,16 @@ class Worker:
         is not newer. Skipping it would need telling a first connect from a reconnect, which must restore."""
         if not self.settings.snapshot_on_connect or self.source is None:
             return
-        await self._snapshot(self.source.streams, f"connection {connection_id}")
+        assert self.snapshots is not None
+        await self.snapshots.restore(self.source.streams, f"connection {connection_id}")
 
-    async def _snapshot(self, streams: list[str], why: str, seeds: dict[str, dict[str, int]] | None = None) -> None:
-        """Produce the ticker/24hr state of the symbols and kinds these streams carry (all TRADING symbols for an
-        all-market stream).
-        ``seeds`` are a previous owner's last event times: entries not newer are counted as handover overlap
-        (the dedupe, seeded with them, does not produce them)."""
-        if self.pipeline is None or not streams:
-            return
-        try:  # per kind, only the symbols these streams carry (ingest.binance.snapshot)
-            by_kind, failed = await snapshot.fetch(self.rest, streams)
-        except Exception as exc:  # a failed snapshot must not take the stream down
-            log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
-            return
-        if self.coordinator is not None:  # a shard released while the request was out is its next owner's now
-            by_kind = snapshot.restrict(by_kind, owned_streams(streams, self.coordinator.owned,
-                                                               self.coordinator.shards))
-        produced = 0
-        for kind, entries in by_kind.items():
-            if seeds:
-                overlap = sum(1 for entry in entries if isinstance(entry, dict)
-                              and seeds.get(kind, {}).get(entry.get("symbol"), -1) >= (entry.get("closeTime") or 0))
-                metrics.HANDOVER_OVERLAP.inc(overlap)
-            produced += await self.pipeline.on_snapshot(entries, {kind})
-        log.info("snapshot produced", extra={"why": why, "records": produced, "failed_requests": failed})
+    async def _follow_listings(self) -> None:
+        assert self.publish is not None
+        await self.listings.follow(self.publish, self._on_listed_streams)
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.exchange_info_refresh_s)
-            try:
-                info = await self.rest.exchange_info()
-            except Exception as exc:  # keep streaming with the symbols we know
-                log.warning("exchangeInfo refresh failed", extra={"reason": repr(exc)[:200]})
-                continue
-            try:
-                await self._apply_exchange_info(info)
-            except ConfigError as exc:  # the new stream set does not fit the connection budget: keep the old one
-                log.error("exchangeInfo refresh not applied", extra={"reason": str(exc)})
-            except Exception:  # whatever a listing brings, the refresh loop and the streams go on
-                log.exception("exchangeInfo refresh not applied")
-
-    async def _apply_exchange_info(self, info: dict[str, Any]) -> None:
-        """Publish changed symbols; follow listings/delistings for per-symbol stream patterns."""
-        assert self.pipeline is not None
-        changes = self.known.update(info)
-        if changes.changed:
-            await publish_symbols(self.pipeline.sink, self.pipeline.encoders["symbols"], self.settings, self.known,
-                                  changes.changed)
-        for name in changes.listed:
-            log.info("symbol listed", extra={"symbol": name})
-        for name in changes.delisted:
-            log.info("symbol delisted", extra={"symbol": name})
-        if self.source is not None and (changes.listed or changes.delisted) and stream_names.needs_exchange_info(
-                self.settings.streams, self.settings.literal_ticker_arr):
-            self._set_all_streams(self._expand(info))
-            await self.source.set_streams(self._my_streams())
-            self.pipeline.track_streams(self._my_streams())
+    async def _on_listed_streams(self, streams: list[str]) -> None:
+        """Listings changed the concrete streams of the settings' patterns: stream this replica's part."""
+        assert self.source is not None and self.pipeline is not None
+        self._set_all_streams(streams)
+        await self.source.set_streams(self._my_streams())
+        self.pipeline.track_streams(self._my_streams())

@@ -1,4 +1,10 @@
-"""The lifecycle of the worker's Binance WebSocket connections.
+"""The supervisor of the worker's Binance WebSocket connections: it plans shards, (re)connects and rotates them.
+
+Three modules, one concern each: ``ingest.binance.control`` is one connection's control channel (request ids,
+pacing, answers); ``ingest.binance.lifecycle`` is one connection's state machine (``ConnState``) and what is
+known about it; this module decides when connections open, rotate and end, and runs each one's reader and
+watchdog. Errors of ``on_frame`` are the pipeline's, not the connection's: a ``FatalError`` ends ``run()``
+(the worker exits), any other loses that frame and the connection reads on.
 
 One ``StreamSource`` holds a few *shards* (each a set of at most 1,024 streams); each shard is served by one
 live WebSocket connection at a time, or two during a rotation. Per shard a supervisor task loops forever:
@@ -39,18 +45,20 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ingest import metrics
 from ingest.backoff import Backoff
 from ingest.binance import streams as st
+from ingest.binance.control import MAX_ANSWER_BYTES, ControlChannel, ControlError
+from ingest.binance.lifecycle import Connection, ConnState, Shard
 from ingest.binance.limits import AttemptBudget, LocationRefusal
 from ingest.config import ConfigError, Settings
+from ingest.fatal import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +68,6 @@ PING_INTERVAL_S = 20.0
 """Our own pings (capped by the stale deadline), like Binance's server pings: they find dead peers on quiet streams."""
 OPEN_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 5.0
-CONTROL_INTERVAL_S = 0.34
-"""At most ~3 SUBSCRIBE/UNSUBSCRIBE per second and connection: Binance allows 5 incoming messages per second
-and counts our pings and pongs too, so we leave room for those."""
-CONTROL_RESPONSE_TIMEOUT_S = 10.0
 ROTATION_RETRY_S = 60.0
 """When a replacement connection fails to deliver, the old one stays and rotation is tried again this much later."""
 BAN_DEFAULT_S = 120.0
@@ -77,6 +81,7 @@ class FrameMeta(NamedTuple):
 
     connection_id: str
     received_at: float  # time.time() when the frame was read
+    stream: str | None = None  # the combined stream's name, read once here (None on raw /ws/ connections)
 
 
 OnFrame = Callable[[bytes | str, FrameMeta], Awaitable[None]]
@@ -123,55 +128,6 @@ def _server_said_slow_down(exc: BaseException | None) -> bool:
     return handshake_status(exc) in (403, 418, 429)
 
 
-class _ControlError(RuntimeError):
-    """A SUBSCRIBE/UNSUBSCRIBE was refused or not answered."""
-
-
-@dataclass(eq=False)
-class _Connection:
-    """One physical WebSocket and everything known about it."""
-
-    id: str
-    shard: _Shard
-    streams: list[str]
-    state: str = "connecting"  # connecting -> subscribing -> waiting -> delivering -> closed
-    ws: ClientConnection | None = None
-    opened_mono: float = 0.0
-    connected_since: float | None = None  # wall clock of the first data frame
-    last_frame_at: float | None = None  # wall clock
-    last_frame_mono: float = 0.0
-    raw_counter: Any = None  # ws_messages_total child for raw connections
-    close_exc: BaseException | None = None
-    first_data: asyncio.Event = field(default_factory=asyncio.Event)
-    shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # the server announced serverShutdown
-    ended: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
-    next_control_mono: float = 0.0
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    handling: bool = False  # inside on_frame: a blocked pipeline (buffer policy "block") is not a silent peer
-
-    @property
-    def live(self) -> bool:
-        return self.ws is not None and not self.ended.done()
-
-
-@dataclass(eq=False)
-class _Shard:
-    """A set of streams that one connection carries; survives reconnects and rotations."""
-
-    index: int
-    streams: list[str]
-    backoff: Backoff
-    current: _Connection | None = None
-    replacement: _Connection | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    removed: bool = False
-    generation: itertools.count = field(default_factory=lambda: itertools.count(1))
-
-    def connections(self) -> list[_Connection]:
-        return [c for c in (self.current, self.replacement) if c is not None]
-
-
 class StreamSource:
     """Keeps the configured streams flowing into ``on_frame`` forever, across drops, stalls and rotations."""
 
@@ -186,7 +142,7 @@ class StreamSource:
         self._on_frame = on_frame
         self._on_connected = on_connected
         self._desired = [st.normalize(s) for s in streams]
-        self._shards: list[_Shard] = []
+        self._shards: list[Shard] = []
         self._shard_tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._rotation_lock: asyncio.Lock | None = None
@@ -195,6 +151,7 @@ class StreamSource:
         self._request_ids = itertools.count(1)
         self._counters: dict[str, Any] = {}
         self._running = False
+        self._fatal: asyncio.Future[None] | None = None  # a FatalError from on_frame ends run() with it
         self.deadline_s = st.stale_deadline_s(self._desired, settings.stale_timeout_s)
         # Fail at construction, not at 3 a.m.: the streams must fit the connection limits. An empty set is
         # allowed: a coordinated replica that owns no shard yet (or a standby) holds no connection.
@@ -204,19 +161,23 @@ class StreamSource:
     # ---- public contract -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve every shard until cancelled; never returns on its own and never gives up."""
+        """Serve every shard until cancelled; never returns on its own and never gives up on a connection.
+
+        Raises the ``FatalError`` that ``on_frame`` raised: the pipeline cannot go on, and a reconnect would
+        only hide that (the worker exits and is restarted)."""
         if self._running:
             raise RuntimeError("StreamSource.run() is already running")
         self._running = True
         self._rotation_lock = asyncio.Lock()
         self._streams_lock = asyncio.Lock()
+        self._fatal = asyncio.get_running_loop().create_future()
         try:
             plan = st.plan_connections(self._desired, self.settings.max_streams_per_connection,
                                        self.settings.max_connections) if self._desired else []
             for group in plan:
                 self._start_shard(group)
             self._update_subscription_gauge()
-            await asyncio.Event().wait()  # until cancelled
+            await self._fatal  # until cancelled, or until on_frame raised a FatalError (raised here)
         finally:
             await self._shutdown()
 
@@ -237,14 +198,15 @@ class StreamSource:
     def connected(self) -> bool:
         """Every shard has a connection that is up and delivering data."""
         return bool(self._shards) and all(
-            s.current is not None and s.current.state == "delivering" and s.current.live for s in self._shards)
+            s.current is not None and s.current.state is ConnState.DELIVERING and s.current.live for s in self._shards)
 
     def status(self) -> list[dict[str, Any]]:
         """One entry per live connection (for /readyz and logs)."""
         out = []
         for shard in self._shards:
             for conn in shard.connections():
-                out.append({"id": conn.id, "shard": shard.index, "streams": len(conn.streams), "state": conn.state,
+                out.append({"id": conn.id, "shard": shard.index, "streams": len(conn.streams),
+                            "state": conn.state.value,
                             "role": "replacement" if conn is shard.replacement else "current",
                             "connected_since": conn.connected_since, "last_frame_at": conn.last_frame_at})
         return out
@@ -258,15 +220,15 @@ class StreamSource:
 
     # ---- shards ----------------------------------------------------------------------------------------
 
-    def _start_shard(self, group: list[str]) -> _Shard:
-        shard = _Shard(index=next(self._shard_index), streams=list(group),
+    def _start_shard(self, group: list[str]) -> Shard:
+        shard = Shard(index=next(self._shard_index), streams=list(group),
                        backoff=Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s,
                                        slow_s=self.settings.backoff_slow_s))
         self._shards.append(shard)
         self._shard_tasks[shard.index] = asyncio.create_task(self._supervise(shard), name=f"ws-shard-{shard.index}")
         return shard
 
-    async def _stop_shard(self, shard: _Shard) -> None:
+    async def _stop_shard(self, shard: Shard) -> None:
         shard.removed = True
         self._shards.remove(shard)
         task = self._shard_tasks.pop(shard.index)
@@ -277,7 +239,7 @@ class StreamSource:
             await self._finish(conn, "closed")
         shard.current = shard.replacement = None
 
-    async def _supervise(self, shard: _Shard) -> None:
+    async def _supervise(self, shard: Shard) -> None:
         """Connect, serve, and reconnect this shard forever."""
         while not shard.removed:
             exc: BaseException | None
@@ -298,7 +260,7 @@ class StreamSource:
                                "streams": len(shard.streams)})
             await asyncio.sleep(delay)
 
-    def _delay(self, shard: _Shard, exc: BaseException | None) -> float:
+    def _delay(self, shard: Shard, exc: BaseException | None) -> float:
         """The wait before the shard's next attempt (docs/connection.md, "Reconnect policy"): the ordinary
         backoff, or longer when the exchange said so. Signals about the IP (451, 418, a Retry-After) hold every
         shard, since Binance answers them per IP; 1008 is about this connection's messages."""
@@ -318,7 +280,7 @@ class StreamSource:
         self._hold_until = max(self._hold_until, time.monotonic() + delay)
         return delay
 
-    async def _serve(self, shard: _Shard) -> tuple[str, BaseException | None]:
+    async def _serve(self, shard: Shard) -> tuple[str, BaseException | None]:
         """Open one connection and serve it (replacing it when due or announced) until it ends; returns
         (reason, the exception that ended it)."""
         conn = self._new_connection(shard)
@@ -355,14 +317,14 @@ class StreamSource:
                     return why, None
                 failure = await self._rotate(shard, why)
                 if failure is None:
-                    rotate_at = shard.current.opened_mono + self.settings.rotate_after_s  # type: ignore[union-attr]
+                    assert shard.current is not None  # the replacement
+                    rotate_at = shard.current.opened_mono + self.settings.rotate_after_s
                 elif announced:  # the server closes the old one soon anyway: try again after the policy's delay
                     retry_at = time.monotonic() + self._delay(shard, failure)
                 else:
                     rotate_at = time.monotonic() + min(ROTATION_RETRY_S, self.settings.rotate_after_s)
                 continue
             reason = current.ended.result()
-            exc = current.close_exc
             healthy = (current.connected_since is not None
                        and time.time() - current.connected_since >= HEALTHY_AFTER_S)
             if healthy:
@@ -371,10 +333,10 @@ class StreamSource:
             shard.current = None
             log.warning("websocket %s ended (reason %s)", current.id, reason,
                         extra={"connection_id": current.id, "reason": reason, "streams": len(current.streams)})
-            return reason, exc
+            return reason, current.close_exc
 
     @staticmethod
-    async def _wait_end(conn: _Connection, until_mono: float) -> None:
+    async def _wait_end(conn: Connection, until_mono: float) -> None:
         """Wait until the connection ends, announces a shutdown (if it has not yet), or ``until_mono``."""
         waiters: set[asyncio.Future[Any]] = {conn.ended}
         announced = None
@@ -388,7 +350,7 @@ class StreamSource:
             if announced is not None:
                 announced.cancel()
 
-    async def _rotate(self, shard: _Shard, why: str = "rotation") -> BaseException | None:
+    async def _rotate(self, shard: Shard, why: str = "rotation") -> BaseException | None:
         """Make before break: a replacement with the same streams must deliver before the old one closes.
         ``why`` is ``rotation`` (the 24 h limit is near) or ``server_shutdown`` (the server announced it).
         Returns None when replaced, else why the replacement failed (the old connection stays)."""
@@ -420,14 +382,15 @@ class StreamSource:
                      extra={"connection_id": old.id, "replacement": new.id, "reason": why})
             return None
 
-    def _new_connection(self, shard: _Shard) -> _Connection:
-        conn = _Connection(id=f"ws{shard.index}-{next(shard.generation)}", shard=shard, streams=[])
+    def _new_connection(self, shard: Shard) -> Connection:
+        conn_id = f"ws{shard.index}-{next(shard.generation)}"
+        conn = Connection(id=conn_id, shard=shard, control=ControlChannel(conn_id, self._request_ids), streams=[])
         metrics.track_connection(conn)
         return conn
 
     # ---- one connection --------------------------------------------------------------------------------
 
-    async def _open(self, conn: _Connection) -> None:
+    async def _open(self, conn: Connection) -> None:
         """Connect with the first streams in the URL, start reading, SUBSCRIBE the rest, start the watchdog.
         Holds the shard lock so set_streams() never races with a half-subscribed connection. Before that, the
         attempt waits out an IP-wide hold (451, 418, Retry-After) and books itself in the attempt budget."""
@@ -447,18 +410,18 @@ class StreamSource:
             conn.ws = await connect(url, open_timeout=OPEN_TIMEOUT_S, ping_interval=ping, ping_timeout=self.deadline_s,
                                     close_timeout=CLOSE_TIMEOUT_S, max_size=2 * self.settings.max_frame_bytes,
                                     user_agent_header="binance-ingest")
-            conn.state = "subscribing"
+            conn.advance(ConnState.SUBSCRIBING)
             self._set_raw_counter(conn)
             conn.tasks.append(asyncio.create_task(self._read(conn), name=f"ws-read-{conn.id}"))
             conn.tasks.append(asyncio.create_task(self._watchdog(conn), name=f"ws-watchdog-{conn.id}"))
             if rest:
-                await self._control(conn, "SUBSCRIBE", rest)
+                await conn.control.request(conn.ws, "SUBSCRIBE", rest)
                 conn.streams.extend(rest)
                 self._set_raw_counter(conn)
-            conn.state = "delivering" if conn.first_data.is_set() else "waiting"
+            conn.subscribed()
         self._spawn(self._announce(conn))
 
-    async def _read(self, conn: _Connection) -> None:
+    async def _read(self, conn: Connection) -> None:
         """The hot loop: read a frame, stamp it, count it, hand it over. Ends by resolving ``conn.ended``."""
         ws = conn.ws
         assert ws is not None
@@ -477,6 +440,7 @@ class StreamSource:
                 now = time.time()
                 conn.last_frame_mono = time.monotonic()
                 conn.last_frame_at = now
+                name = None
                 if combined:
                     name = st.combined_stream_name(frame)
                     if name is None and self._handle_control(conn, frame):
@@ -492,16 +456,22 @@ class StreamSource:
                 if not conn.first_data.is_set():
                     self._mark_delivering(conn, now)
                 conn.handling = True
-                await on_frame(frame, FrameMeta(conn.id, now))
-                conn.handling = False
+                try:
+                    await on_frame(frame, FrameMeta(conn.id, now, name))
+                except FatalError as exc:  # the pipeline cannot go on: end run() with it, no reconnect
+                    if self._fatal is not None and not self._fatal.done():
+                        self._fatal.set_exception(exc)
+                    return  # the connection is closed by run()'s shutdown, not counted as a reconnect
+                except Exception:  # a pipeline bug on this frame: not the connection's fault, it stays
+                    log.exception("websocket %s: frame handling failed; frame lost", conn.id,
+                                  extra={"connection_id": conn.id, "stream": name})
+                finally:
+                    conn.handling = False
         except ConnectionClosed as exc:
             conn.close_exc = exc
             _resolve(conn.ended, classify_close(exc))
-        except Exception:  # on_frame raised: the pipeline's bug, not the connection's; reconnect anyway
-            log.exception("websocket %s: frame handling failed", conn.id, extra={"connection_id": conn.id})
-            _resolve(conn.ended, "error")
 
-    async def _watchdog(self, conn: _Connection) -> None:
+    async def _watchdog(self, conn: Connection) -> None:
         """No frame (data or control response) within the deadline: the connection is dead, end it as stale."""
         check = min(1.0, self.deadline_s / 4)
         while not conn.ended.done():
@@ -516,49 +486,50 @@ class StreamSource:
                 _resolve(conn.ended, "stale")
                 return
 
-    def _mark_delivering(self, conn: _Connection, now: float) -> None:
-        if conn.state == "closed":
+    def _mark_delivering(self, conn: Connection, now: float) -> None:
+        if conn.state is ConnState.CLOSED:
             return  # a last frame read after we gave the connection up
         conn.first_data.set()
         conn.connected_since = now
-        if conn.state == "waiting":
-            conn.state = "delivering"
+        if conn.state is ConnState.WAITING:
+            conn.advance(ConnState.DELIVERING)
         metrics.WS_CONNECTED.inc()
 
-    async def _announce(self, conn: _Connection) -> None:
+    async def _announce(self, conn: Connection) -> None:
         """Once the connection delivers (and its subscriptions are in), tell the pipeline (REST snapshot)."""
-        waiter = asyncio.ensure_future(conn.first_data.wait())
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(conn.first_data.wait())
+        ended: asyncio.Future[Any] = conn.ended
         try:
-            await asyncio.wait({waiter, conn.ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         if conn.ended.done():
             return
-        if conn.state == "waiting":
-            conn.state = "delivering"
+        if conn.state is ConnState.WAITING:
+            conn.advance(ConnState.DELIVERING)
         log.info("websocket %s delivering %d streams", conn.id, len(conn.streams),
                  extra={"connection_id": conn.id, "streams": len(conn.streams)})
         if self._on_connected is not None:
             try:
                 await self._on_connected(conn.id)
+            except FatalError as exc:  # e.g. the snapshot's produce met a fatal producer error: end run()
+                if self._fatal is not None and not self._fatal.done():
+                    self._fatal.set_exception(exc)
             except Exception:
                 log.exception("on_connected(%s) failed", conn.id, extra={"connection_id": conn.id})
 
-    async def _finish(self, conn: _Connection, reason: str) -> None:
+    async def _finish(self, conn: Connection, reason: str) -> None:
         """Close a connection for good: close the socket (abort when the peer is dead) and stop the watchdog.
 
         The reader task is not cancelled: it may be inside ``on_frame`` and cancelling the pipeline halfway
         through a frame would be worse than letting it finish; once the socket is closed its ``recv()``
         raises and it ends by itself (``_shutdown`` cancels stragglers)."""
         _resolve(conn.ended, reason)
-        if conn.state == "closed":
+        if not conn.advance(ConnState.CLOSED):
             return
         if conn.first_data.is_set():
             metrics.WS_CONNECTED.dec()
-        conn.state = "closed"
-        for fut in conn.pending.values():
-            if not fut.done():
-                fut.set_exception(_ControlError(f"connection closed ({reason})"))
+        conn.control.close(reason)
         current = asyncio.current_task()
         for task in conn.tasks[1:]:  # the watchdog
             if task is not current:
@@ -576,53 +547,15 @@ class StreamSource:
 
     # ---- subscriptions ---------------------------------------------------------------------------------
 
-    async def _control(self, conn: _Connection, method: str, names: list[str]) -> None:
-        """Send SUBSCRIBE/UNSUBSCRIBE in chunks, paced under the 5-messages-per-second limit, and wait for
-        each answer (the reader task resolves it)."""
-        ws = conn.ws
-        assert ws is not None
-        loop = asyncio.get_running_loop()
-        for params in st.chunks(names):
-            wait = conn.next_control_mono - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            conn.next_control_mono = time.monotonic() + CONTROL_INTERVAL_S
-            request_id = next(self._request_ids)
-            answer = loop.create_future()
-            conn.pending[request_id] = answer
-            try:
-                await ws.send(orjson.dumps({"method": method, "params": params, "id": request_id}).decode())
-                reply = await asyncio.wait_for(answer, CONTROL_RESPONSE_TIMEOUT_S)
-            finally:
-                conn.pending.pop(request_id, None)
-            if reply.get("error") is not None or ("code" in reply and "result" not in reply):
-                raise _ControlError(f"{method} refused: {reply}")
-            log.info("websocket %s %s %d streams", conn.id, method, len(params),
-                     extra={"connection_id": conn.id, "streams": len(params), "method": method})
-
-    def _handle_control(self, conn: _Connection, frame: str | bytes) -> bool:
-        """True when the frame is an answer to our SUBSCRIBE/UNSUBSCRIBE (``{"result":null,"id":7}``).
-        Only short frames that mention "id" are parsed, so data frames cost one substring search at most."""
-        if len(frame) > 2048 or isinstance(frame, bytes):
-            return False
-        if '"serverShutdown"' in frame and not self.settings.combined:  # raw {"e":"serverShutdown","E":...}
+    def _handle_control(self, conn: Connection, frame: str | bytes) -> bool:
+        """True when the frame is not data: an answer to our SUBSCRIBE/UNSUBSCRIBE (the connection's control
+        channel takes it) or, on raw connections, the ``serverShutdown`` event."""
+        if (not self.settings.combined and isinstance(frame, str) and len(frame) <= MAX_ANSWER_BYTES
+                and '"serverShutdown"' in frame):  # raw {"e":"serverShutdown","E":...}
             return self._server_shutdown(conn, frame)
-        if '"id"' not in frame:
-            return False
-        try:
-            reply = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(reply, dict) or "id" not in reply or not ({"result", "error", "code"} & reply.keys()):
-            return False
-        answer = conn.pending.get(reply["id"]) if isinstance(reply["id"], int) else None
-        if answer is not None and not answer.done():
-            answer.set_result(reply)
-        elif reply.get("error") is not None or "code" in reply:
-            log.warning("websocket %s: server error %s", conn.id, frame, extra={"connection_id": conn.id})
-        return True
+        return conn.control.answer(frame)
 
-    def _server_shutdown(self, conn: _Connection, frame: str | bytes) -> bool:
+    def _server_shutdown(self, conn: Connection, frame: str | bytes) -> bool:
         """Binance announced it will close this connection (``serverShutdown``, since 2026-05): the shard's
         supervisor replaces it at once, make before break. The event is never a data frame (no dead letter).
         False when the frame only mentions the word (the parser then judges it)."""
@@ -676,15 +609,16 @@ class StreamSource:
                  sum(len(s.streams) for s in self._shards), len(self._shards),
                  extra={"streams": sum(len(s.streams) for s in self._shards)})
 
-    async def _control_live(self, shard: _Shard, method: str, names: list[str]) -> None:
+    async def _control_live(self, shard: Shard, method: str, names: list[str]) -> None:
         """Apply a change to every live connection of the shard; a connection that fails it is ended
         (reason ``error``) and comes back with the shard's full stream list."""
         for conn in shard.connections():
-            if not conn.live or conn.state in ("connecting", "closed"):
+            if not conn.live or conn.state in (ConnState.CONNECTING, ConnState.CLOSED):
                 continue
+            assert conn.ws is not None
             try:
-                await self._control(conn, method, names)
-            except (ConnectionClosed, _ControlError, TimeoutError) as exc:
+                await conn.control.request(conn.ws, method, names)
+            except (ConnectionClosed, ControlError, TimeoutError) as exc:
                 log.warning("websocket %s: %s failed (%s); reconnecting it", conn.id, method, _describe(exc),
                             extra={"connection_id": conn.id, "reason": "error"})
                 _resolve(conn.ended, "error")
@@ -704,7 +638,7 @@ class StreamSource:
                 st.metric_label(stream) if stream != "other" else "other")
         return child
 
-    def _set_raw_counter(self, conn: _Connection) -> None:
+    def _set_raw_counter(self, conn: Connection) -> None:
         """Raw frames carry no stream name: count them under the connection's label when all its streams
         share one (the usual case), else under ``raw``."""
         labels = {st.metric_label(s) for s in conn.streams}

@@ -1,18 +1,25 @@
-"""Binance frames -> Avro-ready ticker records, validated strictly, decimals kept as the exact strings sent.
+"""Binance frames -> typed ticker records, validated where they are decoded, decimals kept as the exact strings.
 
 Why it looks like this:
 
-* The pipeline receives ~2,000-ticker arrays once a second per stream, so a frame is parsed with ONE
-  ``orjson.loads`` and every ticker becomes its Avro dict in one step (a dict literal in a loop), with
-  no per-record objects or layers. Checking is split: a fast path checks types and the decimal grammar of
-  a whole ticker at once (one regex over the joined decimal strings); only a ticker that fails goes
-  through the slow, field-by-field diagnosis that names the reason.
+* One typed record per Binance message: ``MiniTicker`` and ``Ticker`` (msgspec structs). Their definitions are
+  the ONE map of Binance letter <-> record attribute, and the attribute names are the Avro field names
+  (schemas/*.avsc is the contract; scripts/gen_avro_writers.py refuses to generate writers when they differ).
+  Everything else here (decimal and integer field lists, the REST names) is derived from those structs.
+* A frame is decoded once, from its bytes, by msgspec straight into a list of structs (types, the event type,
+  long ranges and a non-empty symbol are checked in C); the decimal grammar of each record is checked right
+  after, one regex per record. The frame's shared fields (stream, source, connection, ingest time) travel once
+  per frame in a ``Batch``, not per record.
+* A frame that fails as a whole (a bad ticker, invalid JSON, a control reply, a single object...) is decoded
+  item by item by ``_item``, which checks the same fields of the same structs in Python and names the first
+  problem of each bad ticker for the dead-letter topic; good tickers of the same frame still flow.
 * Nothing here raises on bad input. A broken frame becomes one ``Reject`` carrying its raw bytes; a broken
   ticker inside a good array becomes a ``Reject`` for that ticker alone (its JSON re-serialized by orjson:
-  same keys, order and strings) and the rest of the array still flows.
+  same keys, order and strings).
 * Decimals stay strings (decision and numbers in docs/schemas.md): the exact text Binance sent is what we
   write. Each one must still match ``-?[0-9]{1,30}(.[0-9]{1,8})?`` so every consumer can convert it to
   DECIMAL(38,8) without loss; a value outside that is rejected (``decimal_out_of_range``), never rounded.
+  A valid decimal is ASCII and at most 40 characters long, which the Avro writers rely on.
 * Types are strict because Binance's are fixed: decimals are JSON strings, times/ids/counts JSON integers
   (``bool`` is not accepted as an integer), and integers must fit an Avro long.
 """
@@ -20,7 +27,9 @@ Why it looks like this:
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -44,76 +53,13 @@ _DECIMAL = rf"-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}+(?:\.[0-9]{{1,{MAX_SCALE}}}+)?+"
 _DECIMAL_RE = re.compile(_DECIMAL)
 _DECIMAL_SYNTAX_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # well-formed, whatever its size
 
-# (Binance key, Avro field) in Binance's payload order. Decimal fields first, then the integer ones.
-MINI_DECIMALS = (("c", "close_price"), ("o", "open_price"), ("h", "high_price"), ("l", "low_price"),
-                 ("v", "base_volume"), ("q", "quote_volume"))
-TICKER_DECIMALS = (("p", "price_change"), ("P", "price_change_percent"), ("w", "weighted_avg_price"),
-                   ("x", "first_trade_price"), ("c", "close_price"), ("Q", "last_quantity"),
-                   ("b", "best_bid_price"), ("B", "best_bid_qty"), ("a", "best_ask_price"), ("A", "best_ask_qty"),
-                   ("o", "open_price"), ("h", "high_price"), ("l", "low_price"), ("v", "base_volume"),
-                   ("q", "quote_volume"))
-TICKER_INTEGERS = (("O", "stats_open_time"), ("C", "stats_close_time"), ("F", "first_trade_id"),
-                   ("L", "last_trade_id"), ("n", "trade_count"))
-_SPEC = {MINITICKER: (MINI_DECIMALS, ()), TICKER: (TICKER_DECIMALS, TICKER_INTEGERS)}
-_ALL_DECIMALS_RE = {kind: re.compile(r"\|".join([_DECIMAL] * len(spec[0]))) for kind, spec in _SPEC.items()}
-
-# GET /api/v3/ticker/24hr entry key -> stream key. prevClosePrice is the price of trade F-1, i.e. 'x'.
-REST_TO_STREAM = {"symbol": "s", "priceChange": "p", "priceChangePercent": "P", "weightedAvgPrice": "w",
-                  "prevClosePrice": "x", "lastPrice": "c", "lastQty": "Q", "bidPrice": "b", "bidQty": "B",
-                  "askPrice": "a", "askQty": "A", "openPrice": "o", "highPrice": "h", "lowPrice": "l",
-                  "volume": "v", "quoteVolume": "q", "openTime": "O", "closeTime": "C", "firstId": "F",
-                  "lastId": "L", "count": "n"}
-_STREAM_TO_REST = {v: k for k, v in REST_TO_STREAM.items()} | {"E": "closeTime"}
-
-
-class TickerRecord(NamedTuple):
-    """One record for the ``miniticker`` or ``ticker`` topic; ``value`` is ready for the Avro encoder."""
-
-    kind: str
-    symbol: str
-    event_time_ms: int
-    value: dict
-
-
-class Reject(NamedTuple):
-    """Something that must go to the dead-letter topic, with the bytes to put there."""
-
-    reason: str
-    stream: str
-    raw: bytes
-    symbol: str | None
-    detail: str = ""
-
-
-class FrameResult(NamedTuple):
-    """Everything one frame produced; ``control`` is a method reply such as ``{"result": null, "id": 1}``."""
-
-    stream: str
-    records: list[TickerRecord]
-    rejects: list[Reject]
-    control: dict | None
-
-
-class _Invalid(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
-
-
-# ----- the fast path: a whole array frame decoded straight into typed structs -----
-# msgspec checks in C what the fast path of ``_parse_tickers`` checks in Python: the event type,
-# JSON types (no bool or float for an integer, strings for decimals), integer ranges and a non-empty symbol.
-# Decimal grammar is checked by the Avro writer (one regex per ticker, ``DECIMALS_OK``) while it reads the
-# same fields. Anything unusual makes ``decode_fast`` return None and the frame goes through ``parse_frame``,
-# so rejects, reasons and details are exactly the slow path's. Struct attributes are the Avro field names.
 _Time = Annotated[int, Meta(ge=0, le=LONG_MAX)]
 _Long = Annotated[int, Meta(ge=LONG_MIN, le=LONG_MAX)]
 _Symbol = Annotated[str, Meta(min_length=1)]
 
 
-class FastMiniTicker(Struct, gc=False):
-    """A ``24hrMiniTicker`` whose types msgspec checked; decimals are still unchecked strings."""
+class MiniTicker(Struct, gc=False):
+    """A ``24hrMiniTicker``. Attribute = Avro field of MiniTicker.avsc; ``name=`` = Binance's letter."""
 
     event_type: Literal["24hrMiniTicker"] = field(name="e")  # a field, not a struct tag: a tag may be absent
     event_time: _Time = field(name="E")
@@ -126,8 +72,8 @@ class FastMiniTicker(Struct, gc=False):
     quote_volume: str = field(name="q")
 
 
-class FastTicker(Struct, gc=False):
-    """A ``24hrTicker`` whose types and integer ranges msgspec checked; decimals are still unchecked strings."""
+class Ticker(Struct, gc=False):
+    """A ``24hrTicker``. Attribute = Avro field of Ticker.avsc; ``name=`` = Binance's letter."""
 
     event_type: Literal["24hrTicker"] = field(name="e")
     event_time: _Time = field(name="E")
@@ -154,43 +100,146 @@ class FastTicker(Struct, gc=False):
     trade_count: _Long = field(name="n")
 
 
-FAST_TYPES = {MINITICKER: FastMiniTicker, TICKER: FastTicker}
-FAST_DECIMALS = {kind: tuple(name for _, name in spec[0]) for kind, spec in _SPEC.items()}
-"""Per kind, the struct attributes that hold decimal strings, in the order ``DECIMALS_OK`` expects them."""
+TickerItem = MiniTicker | Ticker
+TYPES: dict[str, type[MiniTicker] | type[Ticker]] = {MINITICKER: MiniTicker, TICKER: Ticker}
+FRAME_FIELDS = ("ingest_time", "source", "stream", "connection_id")
+"""The Avro fields a frame's records share (the schemas' last fields), carried once per ``Batch``."""
+
+
+def _fields_of(struct: type) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """(Binance letter, attribute) of a struct's decimal (str) and integer fields, in Binance's order."""
+    decimals: list[tuple[str, str]] = []
+    integers: list[tuple[str, str]] = []
+    for f in msgspec.structs.fields(struct):
+        if f.name in ("event_type", "event_time", "symbol"):
+            continue
+        base = typing.get_args(f.type)[0] if typing.get_origin(f.type) is Annotated else f.type
+        (integers if base is int else decimals).append((f.encode_name, f.name))
+    return tuple(decimals), tuple(integers)
+
+
+MINI_DECIMALS, _ = _fields_of(MiniTicker)
+TICKER_DECIMALS, TICKER_INTEGERS = _fields_of(Ticker)
+_SPEC = {kind: _fields_of(struct) for kind, struct in TYPES.items()}
+_LETTERS = {kind: tuple(f.encode_name for f in msgspec.structs.fields(struct)) for kind, struct in TYPES.items()}
+_ALL_DECIMALS_RE = {kind: re.compile(r"\|".join([_DECIMAL] * len(spec[0]))) for kind, spec in _SPEC.items()}
 DECIMALS_OK = {kind: regex.fullmatch for kind, regex in _ALL_DECIMALS_RE.items()}
-"""Per kind: does ``"|".join(decimals)`` hold only decimals that fit DECIMAL(38, 8)? (the fast path's check)"""
+"""Per kind: does ``"|".join(decimals)`` hold only decimals that fit DECIMAL(38, 8)?"""
+_DECIMALS_OF = {kind: attrgetter(*(name for _, name in spec[0])) for kind, spec in _SPEC.items()}
+
+# GET /api/v3/ticker/24hr entry key -> Binance stream letter (the only REST names; type=MINI answers are a subset).
+# prevClosePrice is the price of trade F-1, i.e. 'x'.
+REST_TO_STREAM = {"symbol": "s", "priceChange": "p", "priceChangePercent": "P", "weightedAvgPrice": "w",
+                  "prevClosePrice": "x", "lastPrice": "c", "lastQty": "Q", "bidPrice": "b", "bidQty": "B",
+                  "askPrice": "a", "askQty": "A", "openPrice": "o", "highPrice": "h", "lowPrice": "l",
+                  "volume": "v", "quoteVolume": "q", "openTime": "O", "closeTime": "C", "firstId": "F",
+                  "lastId": "L", "count": "n"}
+_STREAM_TO_REST = {v: k for k, v in REST_TO_STREAM.items()} | {"E": "closeTime"}
 
 
-def _fast_decoder(item: type) -> msgspec.json.Decoder:
-    envelope = msgspec.defstruct(f"{item.__name__}Frame", [("stream", str), ("data", list[item] | item)],
-                                 gc=False)  # type: ignore[valid-type]
-    return msgspec.json.Decoder(envelope | list[item])  # type: ignore[valid-type]
+class Batch(NamedTuple):
+    """Records of one kind from one frame (or snapshot), with the Avro fields they all share."""
+
+    kind: str
+    items: list[Any]  # list[MiniTicker] or list[Ticker]
+    stream: str
+    source: str
+    connection_id: str | None
+    ingest_time_us: int
+
+    def frame_fields(self, stream: str | None = None) -> dict[str, Any]:
+        """The shared Avro fields (``FRAME_FIELDS``) of this batch's records."""
+        return {"ingest_time": self.ingest_time_us, "source": self.source,
+                "stream": self.stream if stream is None else stream, "connection_id": self.connection_id}
+
+    def records(self) -> list[TickerRecord]:
+        """The records as Avro dicts (for tests, tools and the fastavro fallback; the hot path never builds them)."""
+        shared = self.frame_fields()
+        return [TickerRecord(self.kind, item.symbol, item.event_time, avro_value(item, shared))
+                for item in self.items]
 
 
-_FAST_DECODERS = [(kind, _fast_decoder(struct).decode) for kind, struct in FAST_TYPES.items()]
+def avro_value(item: TickerItem, shared: dict[str, Any]) -> dict[str, Any]:
+    """A record's Avro dict: its attributes (= Avro field names) plus the frame's shared fields."""
+    return msgspec.structs.asdict(item) | shared
 
 
-def decode_fast(payload: bytes | str) -> tuple[str, str | None, list] | None:
-    """An array frame of one ticker kind -> (kind, stream or None for a bare array, structs); None otherwise.
+class TickerRecord(NamedTuple):
+    """A view of one record as its Avro dict (``Batch.records``)."""
 
-    None means "not for the fast path" (bad JSON, a bad or unusual ticker, a control reply, mixed kinds):
-    the caller then uses ``parse_frame``. A wrong kind fails at the first ticker, so trying both is cheap.
+    kind: str
+    symbol: str
+    event_time_ms: int
+    value: dict[str, Any]
+
+
+class Reject(NamedTuple):
+    """Something that must go to the dead-letter topic, with the bytes to put there."""
+
+    reason: str
+    stream: str
+    raw: bytes
+    symbol: str | None
+    detail: str = ""
+
+
+class FrameResult(NamedTuple):
+    """Everything one frame produced; ``control`` is a method reply such as ``{"result": null, "id": 1}``."""
+
+    stream: str
+    batches: list[Batch]
+    rejects: list[Reject]
+    control: dict[str, Any] | None
+
+    @property
+    def records(self) -> list[TickerRecord]:
+        return [rec for batch in self.batches for rec in batch.records()]
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _frame_decoder(item: type) -> msgspec.json.Decoder[Any]:
+    # The frame types are built at run time from ``item``: a type checker sees only ``Any`` here.
+    dynamic: Any = item
+    envelope: Any = msgspec.defstruct(f"{item.__name__}Frame", [("stream", str), ("data", list[dynamic] | dynamic)],
+                                      gc=False)
+    return msgspec.json.Decoder(envelope | list[dynamic])
+
+
+_DECODERS = [(kind, _frame_decoder(struct).decode) for kind, struct in TYPES.items()]
+
+
+def _decode_whole(payload: bytes | str) -> tuple[str, str | None, list[Any]] | None:
+    """An array frame of one ticker kind, every record valid -> (kind, stream or None, structs); else None.
+
+    A wrong kind fails at the first ticker, so trying both is cheap.
     """
-    for kind, decode in _FAST_DECODERS:
+    for kind, decode in _DECODERS:
         try:
             obj = decode(payload)
         except (msgspec.MsgspecError, ValueError, TypeError):  # invalid UTF-8 in a string is a UnicodeError
             continue
         if type(obj) is list:
-            return kind, None, obj
-        data = obj.data
-        return kind, obj.stream, data if type(data) is list else [data]
+            stream, items = None, obj
+        else:
+            data = obj.data
+            stream, items = obj.stream, data if type(data) is list else [data]
+        ok, decimals_of = DECIMALS_OK[kind], _DECIMALS_OF[kind]
+        for item in items:
+            if not ok("|".join(decimals_of(item))):
+                return None  # decoded item by item, which names the bad decimal
+        return kind, stream, items
     return None
 
 
 def parse_frame(payload: bytes | bytearray | memoryview | str, *, default_stream: str, connection_id: str,
                 ingest_time_us: int, max_frame_bytes: int) -> FrameResult:
-    """Turn one WebSocket text frame into records, rejects and/or a control reply. Never raises.
+    """Turn one WebSocket text frame into batches of records, rejects and/or a control reply. Never raises.
 
     ``default_stream`` names the stream of raw (non-combined) connections; a combined-stream wrapper
     ``{"stream": ..., "data": ...}`` names its own. For ``str`` payloads the size limit counts characters.
@@ -198,6 +247,13 @@ def parse_frame(payload: bytes | bytearray | memoryview | str, *, default_stream
     stream = default_stream
     if len(payload) > max_frame_bytes:
         return _frame_reject("frame_too_large", stream, payload, f"{len(payload)} > {max_frame_bytes}")
+    if type(payload) is bytes or type(payload) is str:
+        whole = _decode_whole(payload)
+        if whole is not None:
+            kind, named, items = whole
+            stream = default_stream if named is None else named
+            batches = [Batch(kind, items, stream, "websocket", connection_id, ingest_time_us)] if items else []
+            return FrameResult(stream, batches, [], None)
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -212,30 +268,31 @@ def parse_frame(payload: bytes | bytearray | memoryview | str, *, default_stream
         elif "id" in obj and ("result" in obj or "error" in obj) and "e" not in obj:
             return FrameResult(stream, [], [], obj)
 
-    records: list[TickerRecord] = []
     rejects: list[Reject] = []
     if type(obj) is list:
-        _parse_tickers(obj, stream, connection_id, ingest_time_us, "websocket", records, rejects)
+        batches = _decode_items(obj, stream, connection_id, ingest_time_us, "websocket", rejects)
     elif type(obj) is dict:
-        _parse_tickers((obj,), stream, connection_id, ingest_time_us, "websocket", records, rejects)
+        batches = _decode_items((obj,), stream, connection_id, ingest_time_us, "websocket", rejects)
         if rejects:  # a single-object frame: dead-letter the frame exactly as received
             rejects = [rejects[0]._replace(raw=_raw_bytes(payload))]
     else:
         return _frame_reject("not_an_object", stream, payload, f"frame is a JSON {type(obj).__name__}")
-    return FrameResult(stream, records, rejects, None)
+    return FrameResult(stream, batches, rejects, None)
 
 
-def snapshot_records(entries: list[dict], *, kinds: set[str], ingest_time_us: int,
-                     stream: str = REST_STREAM) -> tuple[list[TickerRecord], list[Reject]]:
-    """GET /api/v3/ticker/24hr entries -> records marked ``rest_snapshot``, one per entry and kind.
+def snapshot_records(entries: list[dict[str, Any]], *, kinds: set[str], ingest_time_us: int,
+                     stream: str = REST_STREAM) -> tuple[list[Batch], list[Reject]]:
+    """GET /api/v3/ticker/24hr entries (full or ``type=MINI``) -> batches marked ``rest_snapshot``, one record
+    per entry and kind, and the rejects.
 
-    The event time is the entry's ``closeTime``; the fields are the stream's (``lastPrice`` becomes
-    ``close_price`` and so on, see ``REST_TO_STREAM``), so consumers read one shape whatever the source.
+    The event time is the entry's ``closeTime``; the REST names become Binance's stream letters
+    (``REST_TO_STREAM``) and then the same item decoder as a stream frame's runs, so consumers read one shape
+    whatever the source.
     """
     unknown = set(kinds) - set(KIND_EVENT)
     if unknown:
         raise ValueError(f"unknown ticker kinds: {sorted(unknown)}")
-    records: list[TickerRecord] = []
+    batches: list[Batch] = []
     rejects: list[Reject] = []
     for kind in (MINITICKER, TICKER):
         if kind not in kinds:
@@ -252,9 +309,9 @@ def snapshot_records(entries: list[dict], *, kinds: set[str], ingest_time_us: in
                 item["E"] = entry["closeTime"]
             translated.append(item)
         kind_rejects: list[Reject] = []
-        _parse_tickers(translated, stream, None, ingest_time_us, "rest_snapshot", records, kind_rejects, entries)
+        batches += _decode_items(translated, stream, None, ingest_time_us, "rest_snapshot", kind_rejects, entries)
         rejects.extend(r._replace(detail=_rest_names(r.detail)) for r in kind_rejects)
-    return records, rejects
+    return batches, rejects
 
 
 def _rest_names(detail: str) -> str:
@@ -263,95 +320,56 @@ def _rest_names(detail: str) -> str:
     return _STREAM_TO_REST.get(key, key) + sep + rest if sep else detail
 
 
-def _parse_tickers(items: Sequence[Any], stream: str, connection_id: str | None, ingest_time_us: int,
-                   source: str, records: list[TickerRecord], rejects: list[Reject],
-                   originals: Sequence[Any] | None = None) -> None:
-    """The hot loop: one dict per ticker, fast checks, slow diagnosis only for a ticker that fails.
-
-    ``originals`` are the items as received when ``items`` were translated (REST): rejects carry those.
-    """
-    mini_ok = _ALL_DECIMALS_RE[MINITICKER].fullmatch
-    ticker_ok = _ALL_DECIMALS_RE[TICKER].fullmatch
-    append = records.append
+def _decode_items(items: Sequence[Any], stream: str, connection_id: str | None, ingest_time_us: int,
+                  source: str, rejects: list[Reject], originals: Sequence[Any] | None = None) -> list[Batch]:
+    """Item by item: each good ticker becomes its struct (batches of consecutive same-kind records), each bad
+    one a ``Reject`` naming its first problem. ``originals``: the items as received when ``items`` were
+    translated (REST): rejects carry those."""
+    batches: list[Batch] = []
     for index, item in enumerate(items):
         try:
-            event = item["e"]
-            if event == "24hrMiniTicker":
-                event_time, symbol = item["E"], item["s"]
-                c, o, h, low, v, q = item["c"], item["o"], item["h"], item["l"], item["v"], item["q"]
-                if (type(event_time) is int and 0 <= event_time <= LONG_MAX and type(symbol) is str and symbol
-                        and mini_ok("|".join((c, o, h, low, v, q)))):
-                    append(TickerRecord(MINITICKER, symbol, event_time, {
-                        "event_type": event, "event_time": event_time, "symbol": symbol,
-                        "close_price": c, "open_price": o, "high_price": h, "low_price": low,
-                        "base_volume": v, "quote_volume": q,
-                        "ingest_time": ingest_time_us, "source": source, "stream": stream,
-                        "connection_id": connection_id,
-                    }))
-                    continue
-            elif event == "24hrTicker":
-                event_time, symbol = item["E"], item["s"]
-                open_time, close_time, first_id, last_id, count = item["O"], item["C"], item["F"], item["L"], item["n"]
-                decimals = (item["p"], item["P"], item["w"], item["x"], item["c"], item["Q"], item["b"], item["B"],
-                            item["a"], item["A"], item["o"], item["h"], item["l"], item["v"], item["q"])
-                if (type(event_time) is int and type(open_time) is int and type(close_time) is int
-                        and type(first_id) is int and type(last_id) is int and type(count) is int
-                        and 0 <= event_time <= LONG_MAX
-                        and min(open_time, close_time, first_id, last_id, count) >= LONG_MIN
-                        and max(open_time, close_time, first_id, last_id, count) <= LONG_MAX
-                        and type(symbol) is str and symbol and ticker_ok("|".join(decimals))):
-                    p, pp, w, x, c, q_, b, bq, a, aq, o, h, low, v, q = decimals
-                    append(TickerRecord(TICKER, symbol, event_time, {
-                        "event_type": event, "event_time": event_time, "symbol": symbol,
-                        "price_change": p, "price_change_percent": pp, "weighted_avg_price": w,
-                        "first_trade_price": x, "close_price": c, "last_quantity": q_, "best_bid_price": b,
-                        "best_bid_qty": bq, "best_ask_price": a, "best_ask_qty": aq, "open_price": o,
-                        "high_price": h, "low_price": low, "base_volume": v, "quote_volume": q,
-                        "stats_open_time": open_time, "stats_close_time": close_time, "first_trade_id": first_id,
-                        "last_trade_id": last_id, "trade_count": count,
-                        "ingest_time": ingest_time_us, "source": source, "stream": stream,
-                        "connection_id": connection_id,
-                    }))
-                    continue
-        except (KeyError, TypeError):
-            pass  # diagnosed below
-        reason, detail = _diagnose(item)
-        symbol = item.get("s") if type(item) is dict else None
-        original = item if originals is None else originals[index]
-        rejects.append(Reject(reason, stream, _dumps(original), symbol if type(symbol) is str else None, detail))
+            kind, record = _item(item)
+        except _Invalid as exc:
+            symbol = item.get("s") if type(item) is dict else None
+            original = item if originals is None else originals[index]
+            rejects.append(Reject(exc.reason, stream, _dumps(original), symbol if type(symbol) is str else None,
+                                  exc.detail))
+            continue
+        if not batches or batches[-1].kind != kind:
+            batches.append(Batch(kind, [], stream, source, connection_id, ingest_time_us))
+        batches[-1].items.append(record)
+    return batches
 
 
-def _diagnose(item: Any) -> tuple[str, str]:
-    """Name the first problem of a ticker the fast path refused (slow path, runs only for bad tickers)."""
+def _item(item: Any) -> tuple[str, TickerItem]:
+    """One decoded JSON value -> (kind, struct); raises ``_Invalid`` naming the first problem. The checks are
+    the structs' own (types, long ranges, non-empty symbol, decimal grammar), in the order e, E, s, integers,
+    decimals."""
     if type(item) is not dict:
-        return "not_an_object", f"expected a JSON object, got {_json_type(item)}"
-    try:
-        event = _field(item, "e", str)
-        kind = EVENT_KIND.get(event)
-        if kind is None:
-            return "unknown_event_type", f"e:{event[:40]}"
-        event_time = _field(item, "E", int)
-        if event_time < 0:
-            raise _Invalid("wrong_type", "E: negative event time")
-        if not _field(item, "s", str):
-            raise _Invalid("wrong_type", "s: empty symbol")
-        decimals, integers = _SPEC[kind]
-        for key, _ in integers:
-            _field(item, key, int)
-        for key, _ in decimals:
-            check_decimal(_field(item, key, str), key)
-    except _Invalid as exc:
-        return exc.reason, exc.detail
-    return "wrong_type", "unexpected value"  # unreachable when the fast and slow checks agree
+        raise _Invalid("not_an_object", f"expected a JSON object, got {_json_type(item)}")
+    event = _field(item, "e", str)
+    kind = EVENT_KIND.get(event)
+    if kind is None:
+        raise _Invalid("unknown_event_type", f"e:{event[:40]}")
+    if _field(item, "E", int) < 0:
+        raise _Invalid("wrong_type", "E: negative event time")
+    if not _field(item, "s", str):
+        raise _Invalid("wrong_type", "s: empty symbol")
+    decimals, integers = _SPEC[kind]
+    for key, _ in integers:
+        _field(item, key, int)
+    for key, _ in decimals:
+        check_decimal(_field(item, key, str), key)
+    return kind, TYPES[kind](*[item[letter] for letter in _LETTERS[kind]])
 
 
-def _field(item: dict, key: str, expected: type) -> Any:
+def _field(item: dict[str, Any], key: str, expected: type) -> Any:
     if key not in item:
         raise _Invalid("missing_field", f"{key}:")
-    value = item[key]
+    value: Any = item[key]
     if type(value) is not expected:
         raise _Invalid("wrong_type", f"{key}: expected {_json_type(expected())}, got {_json_type(value)}")
-    if expected is int and not LONG_MIN <= value <= LONG_MAX:
+    if expected is int and isinstance(value, int) and not LONG_MIN <= value <= LONG_MAX:
         raise _Invalid("wrong_type", f"{key}: integer does not fit a 64-bit long")
     return value
 
@@ -450,7 +468,8 @@ class RecordError(ValueError):
         self.detail = detail
 
 
-def symbol_info_value(entry: dict, *, first_seen_ms: int, last_seen_ms: int, ingest_time_us: int) -> dict:
+def symbol_info_value(entry: dict[str, Any], *, first_seen_ms: int, last_seen_ms: int,
+                      ingest_time_us: int) -> dict[str, Any]:
     """One exchangeInfo ``symbols[]`` entry -> a SymbolInfo Avro dict; raises ``RecordError`` if malformed.
 
     Nothing is dropped: modelled attributes get fields, other booleans go to ``flags``, anything else to
@@ -487,7 +506,7 @@ def _string_list(value: Any, key: str) -> list[str]:
     return value
 
 
-def _filters(filters: Any) -> list[dict]:
+def _filters(filters: Any) -> list[dict[str, Any]]:
     if type(filters) is not list:
         raise _Invalid("wrong_type", "filters: expected an array")
     out = []

@@ -210,7 +210,8 @@ class RestClient:
             if (rule.get("rateLimitType") == "REQUEST_WEIGHT" and rule.get("interval") == "MINUTE"
                     and rule.get("intervalNum") == 1 and int(rule.get("limit", 0)) > 0):
                 self.budget.set_limit(int(rule["limit"]))
-        return info
+        exchange_info: dict[str, Any] = info
+        return exchange_info
 
     async def ticker_24hr(self, symbols: Sequence[str] | None = None, *, mini: bool = False,
                           trading_only: bool = False) -> list[dict[str, Any]]:

@@ -28,18 +28,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest import metrics
-from ingest.config import Settings
+from ingest.config import Settings, owned_kafka_properties
+from ingest.fatal import FatalError
 from ingest.logs import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
-# Settings the worker owns; users cannot override them (config.validate rejects it).
-OWNED = {
-    "enable.idempotence": True,  # no duplicates or reordering on retries
-    "acks": "all",
-    # Same partition for a key as the Java client's default partitioner (murmur2 of the key bytes).
-    "partitioner": "murmur2_random",
-}
 # Defaults users may override with INGEST_KAFKA_* or a properties file.
 DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",  # cheapest CPU per byte saved for short JSON-like Avro records
@@ -52,20 +46,44 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_Headers = list[tuple[str, str | bytes | None]]
+"""Kafka record headers as confluent_kafka's ``produce`` declares them."""
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The librdkafka configuration: our defaults < user properties < the settings we own."""
+    """The librdkafka configuration: our defaults < user properties, plus the properties the worker owns
+    (config.owned_kafka_properties; config.load refused any user value for them, so nothing is overwritten)."""
     conf: dict[str, Any] = dict(DEFAULTS)
     conf.update(settings.kafka_properties)
-    conf.update(OWNED)
-    conf["bootstrap.servers"] = settings.bootstrap_servers
-    conf["queue.buffering.max.messages"] = settings.buffer_max_messages
+    conf.update(owned_kafka_properties(settings))
     return conf
+
+
+class FatalProducerError(FatalError):
+    """librdkafka reported a fatal error (error_cb with ``err.fatal()``): the producer can produce nothing
+    more. Raised from ``poll()``, it ends the worker (``ingest.fatal``)."""
+
+    def __init__(self, err: KafkaError) -> None:
+        super().__init__(f"fatal Kafka producer error {err.name()}: {err.str()}")
+        self.kafka_error = err
+
+
+def fatal_or_same(exc: KafkaException) -> Exception:
+    """``FatalProducerError`` for a KafkaException that carries a fatal error, else the exception itself.
+
+    The binding raises the fatal error once, from one ``poll()``; after it every ``produce()`` raises
+    ``_FATAL`` (with ``fatal()`` False), so that code is fatal too: a caught first raise must not leave a
+    producer that refuses everything behind a running worker."""
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL):
+        return FatalProducerError(err)
+    return exc
 
 
 class KafkaSink:
     """A keyed, idempotent producer with explicit buffer-full policy and per-record accounting."""
 
-    def __init__(self, settings: Settings, producer_factory: Callable[[dict], Producer] = Producer) -> None:
+    def __init__(self, settings: Settings, producer_factory: Callable[[dict[str, Any]], Producer] = Producer) -> None:
         self.policy = settings.buffer_policy
         self._conf = producer_config(settings)
         self._conf["error_cb"] = self._on_error
@@ -84,61 +102,81 @@ class KafkaSink:
         self._latencies: list[float | None] = []  # produce latencies of acked records, emptied by poll/flush
         self._produce_latency = _Observations(None, metrics.PRODUCE_LATENCY)
 
-    # ----- producing -----
-    async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
-                      headers: list[tuple[str, bytes]] | None = None) -> bool:
-        """Hand one record to librdkafka; True if accepted, False if dropped by the buffer policy."""
-        on_delivery = self._callbacks.get(topic) or self._callback(topic)
-        while True:
-            try:
-                if headers:
-                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers,
-                                           on_delivery=on_delivery)
-                else:
-                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
-                self.in_flight += 1
-                return True
-            except BufferError:
-                if self.policy == "drop_newest":
-                    metrics.RECORDS_DROPPED.labels("buffer_full").inc()
-                    return False
-                if self.policy == "drop_oldest":
-                    # librdkafka cannot remove single queued messages; purging the not-yet-sent queue
-                    # drops the oldest records, and each one is counted by its delivery report.
-                    self._producer.purge(in_queue=True, in_flight=False, blocking=False)
-                    self.poll()  # not the bare producer's: acks noted by the callbacks are counted right away
-                    continue
-                # block: the source waits; the event loop stays free for pings and the metrics server.
-                self.poll()
-                await asyncio.sleep(0.05)
-
-    async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
-        """``produce`` for a frame's (key, value, timestamp) records: one tight loop while the buffer has room,
-        then record by record with the buffer policy; returns how many were accepted."""
+    # ----- producing: one path, ``produce_many`` -----
+    async def produce_many(self, topic: str, records: list[tuple[bytes, bytes, int]],
+                           headers: list[tuple[str, bytes]] | None = None) -> int:
+        """Hand (key, value, timestamp) records to librdkafka (``headers`` on each, e.g. a dead letter's): one
+        tight loop while the buffer has room, then record by record with the buffer policy; returns how many
+        were accepted."""
+        # One copy per call, in the type librdkafka's binding declares (its list is invariant in the value type).
+        kafka_headers: _Headers | None = list(headers) if headers else None
         produce = self._producer.produce
         on_delivery = self._callbacks.get(topic) or self._callback(topic)
         done = 0
         try:
-            for key, value, timestamp_ms in records:
-                produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
-                done += 1
+            if kafka_headers:
+                for key, value, timestamp_ms in records:
+                    produce(topic, value, key, timestamp=timestamp_ms, headers=kafka_headers, on_delivery=on_delivery)
+                    done += 1
+            else:
+                for key, value, timestamp_ms in records:
+                    produce(topic, value, key, timestamp=timestamp_ms, on_delivery=on_delivery)
+                    done += 1
         except BufferError:
-            pass  # the rest goes through produce(), which applies the buffer policy
+            pass  # the rest waits for room, or is dropped, as the buffer policy says
+        except KafkaException as exc:  # after a fatal error librdkafka refuses every record
+            self.in_flight += done
+            raise fatal_or_same(exc) from None
         self.in_flight += done
         accepted = done
         for key, value, timestamp_ms in records[done:]:
-            accepted += await self.produce(topic, key, value, timestamp_ms)
+            accepted += await self._produce_when_full(topic, key, value, timestamp_ms, kafka_headers, on_delivery)
         return accepted
+
+    async def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
+                      headers: list[tuple[str, bytes]] | None = None) -> bool:
+        """One record through ``produce_many``; True if accepted, False if dropped by the buffer policy."""
+        return await self.produce_many(topic, [(key, value, timestamp_ms)], headers) == 1
+
+    async def _produce_when_full(self, topic: str, key: bytes, value: bytes, timestamp_ms: int,
+                                 headers: _Headers | None,
+                                 on_delivery: Callable[[KafkaError | None, Message], None]) -> bool:
+        """The buffer was full: apply the policy to one record; True if it was accepted in the end."""
+        while True:
+            if self.policy == "drop_newest":
+                metrics.RECORDS_DROPPED.labels("buffer_full").inc()
+                return False
+            if self.policy == "drop_oldest":
+                # librdkafka cannot remove single queued messages; purging the not-yet-sent queue
+                # drops the oldest records, and each one is counted by its delivery report.
+                self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+                self.poll()  # not the bare producer's: acks noted by the callbacks are counted right away
+            else:  # block: the source waits; the event loop stays free for pings and the metrics server.
+                self.poll()
+                await asyncio.sleep(0.05)
+            try:
+                self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers,
+                                       on_delivery=on_delivery)
+            except BufferError:
+                continue
+            self.in_flight += 1
+            return True
 
     def poll(self) -> int:
         """Serve delivery reports and statistics callbacks without blocking."""
-        served = self._producer.poll(0)
+        try:
+            served = self._producer.poll(0)
+        except KafkaException as exc:  # the binding raises librdkafka's fatal error from poll() itself
+            raise fatal_or_same(exc) from None
         self._record_observations()
         return served
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for outstanding records; return how many are still unacknowledged."""
-        remaining = self._producer.flush(timeout_s)
+        try:
+            remaining = self._producer.flush(timeout_s)
+        except KafkaException as exc:
+            raise fatal_or_same(exc) from None
         self._record_observations()
         return remaining
 
@@ -230,8 +268,7 @@ class KafkaSink:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.broker_up = False
         if err.fatal():
-            log.error("fatal producer error", extra={"reason": self.last_error})
-            raise KafkaException(err)
+            raise FatalProducerError(err)
         log.warning("producer error", extra={"reason": self.last_error})
 
     def _on_stats(self, stats_json: str) -> None:

@@ -55,7 +55,10 @@ def kafka_unreachable(exc: BaseException) -> bool:
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings (bootstrap, SASL, TLS...) for clients that are not the producer: admin, group member."""
-    conf = {k: v for k, v in settings.kafka_properties.items() if not k.startswith(("linger", "batch", "compression"))}
+    # Producer-only keys stay with the producer: ``enable.gapless.guarantee`` would even make librdkafka refuse
+    # to create these clients (it requires idempotence, which only the producer has).
+    conf: dict[str, Any] = {k: v for k, v in settings.kafka_properties.items()
+            if not k.startswith(("linger", "batch", "compression", "enable.gapless"))}
     conf["bootstrap.servers"] = settings.bootstrap_servers
     conf["logger"] = librdkafka_logger()  # librdkafka's lines through our handler (structured, rate-limited)
     return conf

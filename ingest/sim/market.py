@@ -113,7 +113,7 @@ class SymbolState:
         self.stream_symbols = stream_symbols(spec.symbol)
         self.pp, self.bp, self.qp = spec.price_precision, spec.base_precision, spec.quote_precision
         self.tick, self.step = spec.tick_units, spec.step_units
-        self.quote_div = 10 ** max(0, self.bp + self.pp - self.qp)
+        self.quote_div: int = 10 ** max(0, self.bp + self.pp - self.qp)
         price = 0
         if seed_values and seed_values.get("lastPrice"):
             price = decimal_to_units(seed_values["lastPrice"], self.pp)
@@ -173,7 +173,8 @@ class SymbolState:
     def weighted_avg(self) -> int:
         if self.vol == 0:
             return 0
-        return self.qvol * self.quote_div // self.vol
+        average: int = self.qvol * self.quote_div // self.vol
+        return average
 
     def ticker_json(self) -> str:
         body, tail = self.ticker_body()
@@ -210,14 +211,14 @@ class SymbolState:
         return {"symbol": self.name, "price": fmt(self.last, self.pp)}
 
 
-def render_bodies(kind: str, states: list[SymbolState]) -> list:
+def render_bodies(kind: str, states: list[SymbolState]) -> list[Any]:
     """Each state's JSON without its event-time fields, for ``render_array`` once E is stamped."""
     if kind == "ticker":
         return [s.ticker_body() for s in states]
     return [s.mini_body() for s in states]
 
 
-def render_array(kind: str, bodies: list, event_time: int) -> list[str]:
+def render_array(kind: str, bodies: list[Any], event_time: int) -> list[str]:
     """Each ticker's full JSON from ``render_bodies`` and the tick's event time (one E for all of them)."""
     if kind == "ticker":
         head, times = TICKER_HEAD % event_time, TICKER_TIMES % (event_time - DAY_MS, event_time)

@@ -51,7 +51,8 @@ def infer_stream(data: Any) -> str | None:
 
 def event_time(data: Any) -> int | None:
     if isinstance(data, dict) and isinstance(data.get("E"), int):
-        return data["E"]
+        event: int = data["E"]
+        return event
     if isinstance(data, list):
         times = [item["E"] for item in data if isinstance(item, dict) and isinstance(item.get("E"), int)]
         return max(times) if times else None

@@ -35,11 +35,13 @@ class SymbolSpec:
 
     @property
     def symbol(self) -> str:
-        return self.entry["symbol"]
+        symbol: str = self.entry["symbol"]
+        return symbol
 
     @property
     def status(self) -> str:
-        return self.entry["status"]
+        status: str = self.entry["status"]
+        return status
 
     @property
     def price_precision(self) -> int:
@@ -56,7 +58,8 @@ class SymbolSpec:
     def _filter(self, kind: str) -> dict[str, Any]:
         for flt in self.entry.get("filters", []):
             if flt.get("filterType") == kind:
-                return flt
+                found: dict[str, Any] = flt
+                return found
         return {}
 
     @property

@@ -4,12 +4,13 @@ What is translated, and why each piece matters:
 
 * ``image``, ``command`` (entrypoint) and ``args``: the chart relies on the image's ENTRYPOINT ``ingest``.
 * ``env`` and ``envFrom`` (the chart's ConfigMap, resolved from the same rendering; ``secretKeyRef`` from a
-  dict of Secrets the test provides): the worker must be configured by exactly the env the chart sets.
+  dict of Secrets the test provides): the worker must be configured by exactly the env (and files) the chart sets.
 * the pod's and the container's ``securityContext``: ``--user runAsUser:runAsGroup`` (+ ``fsGroup`` as a
   supplementary group), ``--read-only`` root filesystem with *only* the chart's volumes writable (podman's own
   writable /tmp, /run, /var/tmp are switched off), ``--cap-drop`` and ``no-new-privileges``.
 * ``volumeMounts``: ``emptyDir`` becomes a tmpfs (with its ``sizeLimit``), a ``secret`` volume a read-only
-  directory with the Secret's items at the secret volume's mode, group-owned by ``fsGroup`` like a kubelet does.
+  directory with the Secret's items at the secret volume's mode, group-owned by ``fsGroup`` like a kubelet does,
+  a ``configMap`` volume (the worker's config file) a read-only directory of the ConfigMap's keys.
 * ports and probes: host networking (Kafka advertises 127.0.0.1); probes' named ports resolve to the
   container's ``containerPort`` so the test requests the exact paths and ports the kubelet would.
 
@@ -159,6 +160,21 @@ def _secret_dir(volume: dict[str, Any], secrets: dict[str, Secret], workdir: Pat
     return directory
 
 
+def _config_map_dir(volume: dict[str, Any], docs: list[dict[str, Any]], workdir: Path) -> Path:
+    """A ``configMap`` volume: the ConfigMap's keys (from the same rendering) as world-readable files (0644,
+    a kubelet's default mode), so the container's user reads them whatever its uid."""
+    spec = volume["configMap"]
+    data = next(d.get("data", {}) for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == spec["name"])
+    directory = workdir / f"configmap-{volume['name']}"
+    directory.mkdir(parents=True)
+    for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
+        path = directory / item["path"]
+        path.write_text(data[item["key"]])
+        path.chmod(item.get("mode", spec.get("defaultMode", 0o644)))
+    directory.chmod(0o755)
+    return directory
+
+
 def _size_bytes(quantity: str) -> int:
     units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2, "G": 1000**3}
     for suffix, factor in units.items():
@@ -198,6 +214,9 @@ def podman_args(container: dict[str, Any], pod_spec: dict[str, Any], docs: list[
             args += ["--tmpfs", f"{mount['mountPath']}:{options}"]
         elif "secret" in volume:
             source = _secret_dir(volume, secrets, workdir, pod_sc.get("fsGroup"))
+            args += ["--volume", f"{source}:{mount['mountPath']}:ro"]
+        elif "configMap" in volume:
+            source = _config_map_dir(volume, docs, workdir)
             args += ["--volume", f"{source}:{mount['mountPath']}:ro"]
         else:
             raise AssertionError(f"volume type not supported by this test: {volume}")

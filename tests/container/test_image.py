@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.devstack.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
 from ingest.devstack.stack import LocalStack, free_port
 from tests.container.pod import PodRun, Secret, podman, run
 from tests.faults import accounting
 from tests.helm.tooling import CHART, KUBE_VERSIONS, by_kind, helm, one, template_args
 from tests.kafka_reading import partitions_of, read_all
+from tests.secure import BasicAuthProxy, make_pki, prepare_secure_kafka
 
 pytestmark = [pytest.mark.container, pytest.mark.integration]
 
@@ -229,8 +229,11 @@ def test_sasl_values_configure_the_worker_as_intended(image: str, container_dir:
     container = pod_spec["containers"][0]
     pod = run("bi-sasl-config", container, pod_spec, docs, secrets, container_dir)
     assert isinstance(pod, PodRun)
-    dump = ("import json; from ingest import config; from ingest.kafka.producer import producer_config; "
-            "s = config.load(); print(json.dumps({'producer': producer_config(s), 'settings': vars(s)}))")
+    args = container["args"]
+    assert args[:2] == ["run", "--config"], args
+    dump = ("import argparse, json; from ingest import config; from ingest.kafka.producer import producer_config; "
+            f"s = config.load(argparse.Namespace(config={args[2]!r})); "
+            "print(json.dumps({'producer': producer_config(s), 'settings': vars(s)}))")
     try:
         pod.wait_probe("livenessProbe", 60)
         tls_files = podman("exec", pod.name, "python", "-c", "import pathlib; d = pathlib.Path("

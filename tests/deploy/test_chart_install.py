@@ -127,7 +127,8 @@ def test_install_upgrade_uninstall(cluster: KubeApiServer, values: Path) -> None
 
     config = cluster.ok("GET", f"/api/v1/namespaces/{namespace}/configmaps/rel-binance-ingest")
     deployment = cluster.ok("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/rel-binance-ingest")
-    assert config_before["data"]["INGEST_LOG_LEVEL"] == "INFO" and config["data"]["INGEST_LOG_LEVEL"] == "DEBUG"
+    log_levels = [yaml.safe_load(cm["data"]["config.yaml"])["log_level"] for cm in (config_before, config)]
+    assert log_levels == ["INFO", "DEBUG"]
     checksum = "checksum/config"
     assert (deployment["spec"]["template"]["metadata"]["annotations"][checksum]
             != deployment_before["spec"]["template"]["metadata"]["annotations"][checksum]), "pods would not roll"

@@ -1,6 +1,6 @@
 """Security against a real broker and a real registry configured that way (issue item 9).
 
-One private stack per module (ingest.devstack.secure): Kafka 4.1.1 with a SASL_SSL listener (SCRAM-SHA-512
+One private stack per module (tests/secure.py): Kafka 4.1.1 with a SASL_SSL listener (SCRAM-SHA-512
 users created at format time) and an SSL listener that requires client certificates, both serving a
 certificate of our own CA; Apicurio Registry behind Debian's nginx with HTTP basic auth over HTTPS (same CA;
 Apicurio 3.0.x authenticates only through OIDC, so a reverse proxy is the honest basic-auth setup). The worker reaches
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.devstack.secure import BasicAuthProxy, SecureListeners, make_ca, prepare_secure_kafka
 from ingest.devstack.stack import LocalStack
 from tests.faults import accounting
+from tests.secure import BasicAuthProxy, SecureListeners, make_ca, prepare_secure_kafka
 from tests.worker_fixture import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

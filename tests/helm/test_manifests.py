@@ -43,14 +43,17 @@ def test_probes_hit_healthz_and_readyz_on_the_metrics_port() -> None:
     assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert worker["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert worker["args"] == ["run"]
+    assert worker["args"] == ["run", "--config", "/etc/binance-ingest/config/config.yaml"]
+    assert {"name": "config", "mountPath": "/etc/binance-ingest/config", "readOnly": True} in worker["volumeMounts"]
 
 
 def test_metrics_port_follows_the_setting_everywhere() -> None:
     docs = render(ci_values("defaults"), sets=("config.metricsPort=9200",))
     worker = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert worker["ports"][0]["containerPort"] == 9200
-    assert settings(docs)["INGEST_METRICS_PORT"] == "9200"
+    # In the env, not the config file: the image's HEALTHCHECK reads INGEST_METRICS_PORT.
+    assert {"name": "INGEST_METRICS_PORT", "value": "9200"} in worker["env"]
+    assert "INGEST_METRICS_PORT" not in settings(docs)
     assert one(docs, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
@@ -98,8 +101,8 @@ def test_tls_secret_is_mounted_read_only_where_the_settings_point() -> None:
 def test_no_secret_material_without_tls_or_sasl() -> None:
     docs = render(ci_values("defaults"))
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
-    assert "env" not in pod["containers"][0]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "config"]
+    assert [e["name"] for e in pod["containers"][0]["env"]] == ["INGEST_METRICS_PORT"]
     assert not any(k.startswith(("INGEST_KAFKA_SSL", "INGEST_KAFKA_SASL")) for k in settings(docs))
 
 

@@ -1,11 +1,14 @@
 """The chart and ingest/config.py agree: every env var the chart sets is one `ingest run` accepts, the
-worker loads the rendered environment without error, and every worker option can be set from values.
+worker loads the rendered config file and environment without error (the Deployment through `--config`, the
+seeding Job through env vars: both give the same settings), and every worker option can be set from values.
 
-The worker refuses unknown INGEST_* variables at start, so a chart that set one would crash-loop.
+The worker refuses unknown INGEST_* variables and config-file keys at start, so a chart that set one would
+crash-loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -52,6 +55,22 @@ def environment(docs: list[dict[str, Any]], pod: dict[str, Any]) -> dict[str, st
     return env
 
 
+def load_pod(docs: list[dict[str, Any]], pod: dict[str, Any], workdir: Path) -> config.Settings:
+    """Load the settings of the pod's last container as the worker does: its env and, when its args name
+    ``--config FILE``, the file from the ConfigMap volume mounted there (written to ``workdir``)."""
+    container = pod["containers"][-1]
+    args = container["args"]
+    config_file = None
+    if "--config" in args:
+        path = Path(args[args.index("--config") + 1])
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        data = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(docs, "ConfigMap")}[volume["configMap"]["name"]]
+        config_file = workdir / path.name
+        config_file.write_text(data[path.name])
+    return config.load(argparse.Namespace(config=config_file), environment(docs, pod))
+
+
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_every_env_var_the_chart_sets_is_accepted_by_ingest_run(values: Path) -> None:
     docs = render(values)
@@ -60,26 +79,29 @@ def test_every_env_var_the_chart_sets_is_accepted_by_ingest_run(values: Path) ->
     assert pods
     for pod in pods:
         names = set(environment(docs, pod))
-        assert names, "no environment rendered"
         unknown = sorted(n for n in names if n not in known and not n.startswith(config.KAFKA_ENV_PREFIX))
         assert not unknown, f"ingest run would refuse {unknown}"
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
-def test_the_worker_loads_the_rendered_environment(values: Path) -> None:
-    """Goes beyond names: values are parsed by the worker's own loader (types, choices, cross-checks)."""
+def test_the_worker_and_the_job_load_the_same_settings(values: Path, tmp_path: Path) -> None:
+    """Goes beyond names: values are parsed by the worker's own loader (types, choices, cross-checks), from the
+    config file the Deployment mounts and from the env vars the seeding Job inlines, with the same result."""
     docs = render(values)
+    deployment = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "--config" in deployment["containers"][0]["args"]
+    worker = load_pod(docs, deployment, tmp_path)
+    config.require_kafka(worker)
     for pod in pod_specs(docs):
-        settings = config.load(environ=environment(docs, pod))
-        config.require_kafka(settings)
+        assert load_pod(docs, pod, tmp_path) == worker
 
 
-def test_rendered_values_reach_the_worker_unchanged() -> None:
+def test_rendered_values_reach_the_worker_unchanged(tmp_path: Path) -> None:
     """Number formatting is the classic Helm trap (604800000 -> 6.048e+08); the loader must read back our values."""
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
     docs = render(CI_VALUES[0], sets=('config.tickerRetentionMs=2592000000', 'config.backoffMaxS=12.5',
                                       'config.streams=["btcusdt@ticker","ethusdt@miniTicker"]'))
-    settings = config.load(environ=environment(docs, pod_specs(docs)[0]))
+    settings = load_pod(docs, pod_specs(docs)[0], tmp_path)
     assert settings.ticker_retention_ms == 2592000000
     assert settings.backoff_max_s == 12.5
     assert settings.streams == ["btcusdt@ticker", "ethusdt@miniTicker"]
@@ -105,7 +127,7 @@ def test_required_settings_and_secrets_are_wired() -> None:
     assert cm["SCHEMA_REGISTRY_URL"] == "https://registry.example.com"
     assert cm["INGEST_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert refs == {
         "INGEST_KAFKA_SASL_USERNAME": {"name": "kafka-credentials", "key": "user"},
         "INGEST_KAFKA_SASL_PASSWORD": {"name": "kafka-credentials", "key": "pass"},
@@ -114,12 +136,12 @@ def test_required_settings_and_secrets_are_wired() -> None:
     assert not any(re.search("PASSWORD|USER_INFO|USERNAME", k) for k in cm)
 
 
-def test_coordination_values_reach_the_worker() -> None:
+def test_coordination_values_reach_the_worker(tmp_path: Path) -> None:
     """replicaCount > 1 is only allowed with coordination; the replicas must then really run coordinated."""
     ha = [p for p in CI_VALUES if p.stem == "ha-values"]
     docs = render(*ha, sets=("coordination.sessionTimeoutS=7.5", "coordination.group=\"md-ingest\""))
-    loaded = config.load(environ=environment(docs, pod_specs(docs)[0]))
+    loaded = load_pod(docs, pod_specs(docs)[0], tmp_path)
     assert (loaded.coordination, loaded.coordination_session_timeout_s, loaded.group_id) == ("kafka", 7.5, "md-ingest")
     assert loaded.coordination_shards == 12
-    plain = config.load(environ=environment(render(CI_VALUES[0]), pod_specs(render(CI_VALUES[0]))[0]))
+    plain = load_pod(render(CI_VALUES[0]), pod_specs(render(CI_VALUES[0]))[0], tmp_path)
     assert plain.coordination == "off"

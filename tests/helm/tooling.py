@@ -106,8 +106,32 @@ def ci_values(name: str) -> Path:
     return path
 
 
-def settings(docs: list[dict[str, Any]]) -> dict[str, str]:
-    """The data of the worker's settings ConfigMap (the dashboard ConfigMap is the other one)."""
+def config_file(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worker's config file (config.yaml of the settings ConfigMap; the dashboard ConfigMap is the other one)."""
     found = [cm for cm in by_kind(docs, "ConfigMap") if not cm["metadata"]["name"].endswith("-dashboard")]
     assert len(found) == 1, found
-    return found[0]["data"]
+    assert set(found[0]["data"]) == {"config.yaml"}, found[0]["data"].keys()
+    return yaml.safe_load(found[0]["data"]["config.yaml"])
+
+
+def settings(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The worker's config file as the INGEST_* environment it is equivalent to (names from ingest/config.py,
+    values spelled as the chart spells env vars): what the seeding Job must carry inline."""
+    from ingest import config
+
+    by_name = {opt.name: opt for opt in config.OPTIONS}
+    env: dict[str, str] = {}
+    for key, value in config_file(docs).items():
+        if key == config.CONFIG_FILE_KAFKA_SECTION:
+            env.update({config.KAFKA_ENV_PREFIX + k.upper().replace(".", "_"): _env_text(v) for k, v in value.items()})
+        else:
+            env[by_name[key].env_var] = _env_text(value)
+    return env
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)

@@ -130,9 +130,10 @@ def test_records_we_encode_are_decoded_by_apache_avro_via_the_registry(client: S
     frame = orjson.dumps({"stream": "!miniTicker@arr", "data": [
         {"e": "24hrMiniTicker", "E": 1710038400000, "s": "LUNCUSDT", "c": "0.00012345", "o": "0.00011000",
          "h": "0.00013000", "l": "0.00010000", "v": "284227394804.05000000", "q": "35123456.78"}]})
-    (mini,) = parse_frame(frame, default_stream="x", connection_id="c-1", ingest_time_us=NOW_US,
-                          max_frame_bytes=1 << 20).records
-    decoded = apache_avro_decode(client, encoders["miniticker"].encode(mini.value))
+    (batch,) = parse_frame(frame, default_stream="x", connection_id="c-1", ingest_time_us=NOW_US,
+                           max_frame_bytes=1 << 20).batches
+    (value,) = encoders["miniticker"].encode_tickers(batch.items, batch.frame_fields())  # the worker's path
+    decoded = apache_avro_decode(client, value)
     assert decoded["base_volume"] == "284227394804.05000000" and decoded["close_price"] == "0.00012345"
     assert decoded["event_time"] == millis(1710038400000)
     assert decoded["source"] == "websocket" and decoded["stream"] == "!miniTicker@arr"
@@ -144,8 +145,10 @@ def test_records_we_encode_are_decoded_by_apache_avro_via_the_registry(client: S
             "askQty": "21.75000000", "openPrice": "0.05749500", "highPrice": "0.05790000",
             "lowPrice": "0.05690000", "volume": "18000.25000000", "quoteVolume": "1031.51234567",
             "openTime": 1709952000000, "closeTime": 1710038400000, "firstId": -1, "lastId": -1, "count": 0}
-    (ticker,), _ = snapshot_records([rest], kinds={"ticker"}, ingest_time_us=NOW_US)
-    decoded = apache_avro_decode(client, encoders["ticker"].encode(ticker.value))
+    (batch,), _ = snapshot_records([rest], kinds={"ticker"}, ingest_time_us=NOW_US)
+    (ticker,) = batch.records()
+    (value,) = encoders["ticker"].encode_tickers(batch.items, batch.frame_fields())
+    decoded = apache_avro_decode(client, value)
     for key, value in ticker.value.items():
         if key in ("event_time", "stats_open_time", "stats_close_time"):
             assert decoded[key] == millis(value), key

@@ -110,3 +110,70 @@ def test_url_and_address_checks_accept_what_the_clients_accept():
                 {"INGEST_REST_URL": "ftp://x"}, {"INGEST_TOPIC_PREFIX": "a/b"}, {"INGEST_STREAMS": "btcusdt@depth"}):
         with pytest.raises(ConfigError):
             load(None, environ=env)
+
+
+def test_precedence_is_flag_over_env_over_config_file_over_default(tmp_path):
+    cfg = tmp_path / "ingest.yaml"
+    cfg.write_text("topic_prefix: from.file\nmetrics_port: 9000\nbackoff_max_s: 7\nstreams: [btcusdt@ticker]\n"
+                   "combined: false\nkafka:\n  linger.ms: 5\n  enable.ssl.certificate.verification: false\n")
+    env = {"INGEST_METRICS_PORT": "9999", "INGEST_KAFKA_LINGER_MS": "2"}
+    s = config.load(_args("--config", str(cfg), "--metrics-port", "9111"), env)
+    assert s.metrics_port == 9111  # flag over env over file
+    assert s.topic_prefix == "from.file"  # file over default
+    assert s.backoff_max_s == 7.0 and isinstance(s.backoff_max_s, float)
+    assert (s.streams, s.combined) == (["btcusdt@ticker"], False)
+    assert s.kafka_properties == {"linger.ms": "2", "enable.ssl.certificate.verification": "false"}
+    s = config.load(_args("--config", str(cfg)), {})
+    assert s.metrics_port == 9000
+    assert s.kafka_properties["linger.ms"] == "5"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("topic_prefx: typo\n", "unknown setting 'topic_prefx'"),
+    ("metrics_port: true\n", "expected int"),
+    ("buffer_policy: drop_random\n", "not one of"),
+    ("- a list\n", "expected a mapping"),
+    ("kafka: [1]\n", "must map"),
+])
+def test_bad_config_file_is_one_line(tmp_path, text, message):
+    cfg = tmp_path / "ingest.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        config.load(_args("--config", str(cfg)), {})
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_or_malformed_librdkafka_property_is_refused_at_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"sasl\.mechanizm is not a librdkafka property") as info:
+        config.load(_args(), {"INGEST_KAFKA_SASL_MECHANIZM": "PLAIN"})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"linger\.ms: Invalid value"):
+        config.load(_args(), {"INGEST_KAFKA_LINGER_MS": "soon"})
+    cfg = tmp_path / "ingest.yaml"
+    cfg.write_text("kafka:\n  bogus.property: 1\n")
+    with pytest.raises(ConfigError, match=r"bogus\.property is not a librdkafka property"):
+        config.load(_args("--config", str(cfg)), {})
+
+
+def test_a_user_value_for_a_property_the_worker_sets_is_refused_not_overwritten():
+    """queue.buffering.max.messages used to be overwritten silently by --buffer-max-messages."""
+    with pytest.raises(ConfigError, match=r"queue\.buffering\.max\.messages .*--buffer-max-messages"):
+        config.load(_args(), {"INGEST_KAFKA_QUEUE_BUFFERING_MAX_MESSAGES": "5"})
+    from ingest.kafka.producer import producer_config
+
+    s = config.load(_args("--buffer-max-messages", "777", "--bootstrap-servers", "k:1"),
+                    {"INGEST_KAFKA_LINGER_MS": "3"})
+    conf = producer_config(s)
+    assert conf["queue.buffering.max.messages"] == 777 and conf["bootstrap.servers"] == "k:1"
+    assert conf["linger.ms"] == "3"
+    assert {k: conf[k] for k in config.FIXED_KAFKA_PROPERTIES} == {"enable.idempotence": True, "acks": "all",
+                                                                    "partitioner": "murmur2_random"}
+
+
+def test_settings_are_defined_once_from_typed_fields():
+    """Types, choices and secrets of the options come from Settings' annotations and setting() metadata."""
+    by_name = {opt.name: opt for opt in config.OPTIONS}
+    assert by_name["metrics_port"].parse is int and by_name["streams"].type_name == "list[str]"
+    assert by_name["schema_registry_user_info"].secret
+    assert by_name["log_level"].choices == ("DEBUG", "INFO", "WARNING", "ERROR")
+    assert [f.name for f in dataclasses.fields(Settings)][:-1] == list(by_name)

@@ -43,6 +43,7 @@ def test_server_shutdown_replaces_the_connection_before_it_breaks(combined):
             await stop(task)
         assert sample("binance_ingest_ws_server_shutdowns_total") - before[1] == 1
         assert reconnects("error") == before[2], "the event reached the pipeline or broke the connection"
+        assert not any("serverShutdown" in frame for frame, _ in got.frames), "the event reached the pipeline"
         assert got.connection_ids() == ["ws0-1", "ws0-2"]
         assert open_after == 1, "the old connection was not closed by the worker"
         by_conn: dict[str, set[int]] = defaultdict(set)

@@ -6,13 +6,11 @@ import json
 import random
 from pathlib import Path
 
-import msgspec
 import orjson
 import pytest
 
+from ingest.binance import events
 from ingest.binance.events import (
-    DECIMALS_OK,
-    FAST_DECIMALS,
     MINI_DECIMALS,
     REST_TO_STREAM,
     TICKER_DECIMALS,
@@ -20,7 +18,6 @@ from ingest.binance.events import (
     FrameResult,
     RecordError,
     dead_letter_headers,
-    decode_fast,
     parse_frame,
     snapshot_records,
     symbol_info_value,
@@ -317,7 +314,8 @@ REST_ENTRY = {  # the shape of GET /api/v3/ticker/24hr in Binance's reference, i
 
 
 def test_snapshot_miniticker_maps_rest_names_and_uses_close_time() -> None:
-    records, rejects = snapshot_records([REST_ENTRY], kinds={"miniticker"}, ingest_time_us=NOW_US)
+    batches, rejects = snapshot_records([REST_ENTRY], kinds={"miniticker"}, ingest_time_us=NOW_US)
+    records = records_of(batches)
     assert rejects == []
     (record,) = records
     assert record.kind == "miniticker" and record.event_time_ms == REST_ENTRY["closeTime"]
@@ -330,7 +328,8 @@ def test_snapshot_miniticker_maps_rest_names_and_uses_close_time() -> None:
 
 
 def test_snapshot_ticker_has_every_field() -> None:
-    records, rejects = snapshot_records([REST_ENTRY], kinds={"ticker", "miniticker"}, ingest_time_us=NOW_US)
+    batches, rejects = snapshot_records([REST_ENTRY], kinds={"ticker", "miniticker"}, ingest_time_us=NOW_US)
+    records = records_of(batches)
     assert rejects == [] and sorted(r.kind for r in records) == ["miniticker", "ticker"]
     value = next(r.value for r in records if r.kind == "ticker")
     names = dict(TICKER_DECIMALS) | dict(TICKER_INTEGERS)
@@ -343,7 +342,8 @@ def test_snapshot_ticker_has_every_field() -> None:
 def test_snapshot_reject_names_the_rest_field_and_keeps_the_entry() -> None:
     bad = dict(REST_ENTRY, symbol="BADUSDT", lastPrice="1.123456789")
     missing = {k: v for k, v in REST_ENTRY.items() if k != "bidPrice"}
-    records, rejects = snapshot_records([REST_ENTRY, bad, missing], kinds={"ticker"}, ingest_time_us=NOW_US)
+    batches, rejects = snapshot_records([REST_ENTRY, bad, missing], kinds={"ticker"}, ingest_time_us=NOW_US)
+    records = records_of(batches)
     assert [r.symbol for r in records] == ["BTCUSDT"]
     assert [(r.reason, r.detail.partition(":")[0], r.symbol) for r in rejects] == [
         ("decimal_out_of_range", "lastPrice", "BADUSDT"), ("missing_field", "bidPrice", "BTCUSDT")]
@@ -364,7 +364,8 @@ def real_file(name: str) -> Path:
 
 def test_real_ticker24hr_snapshot_parses_without_rejects_and_exactly() -> None:
     entries = json.loads(real_file("ticker24hr.json").read_text())
-    records, rejects = snapshot_records(entries, kinds={"miniticker", "ticker"}, ingest_time_us=NOW_US)
+    batches, rejects = snapshot_records(entries, kinds={"miniticker", "ticker"}, ingest_time_us=NOW_US)
+    records = records_of(batches)
     assert rejects == [] and len(records) == 2 * len(entries)
     by_symbol = {r.symbol: r.value for r in records if r.kind == "ticker"}
     for entry in entries:
@@ -375,7 +376,8 @@ def test_real_ticker24hr_snapshot_parses_without_rejects_and_exactly() -> None:
 
 def test_real_ticker24hr_values_as_a_stream_frame() -> None:
     entries = json.loads(real_file("ticker24hr.json").read_text())[:2000]
-    snapshot, _ = snapshot_records(entries, kinds={"ticker"}, ingest_time_us=NOW_US)
+    batches, _ = snapshot_records(entries, kinds={"ticker"}, ingest_time_us=NOW_US)
+    snapshot = records_of(batches)
     items = []
     for r in snapshot:
         item = {"e": "24hrTicker", "E": r.event_time_ms, "s": r.symbol}
@@ -436,53 +438,62 @@ def test_symbol_info_rejects_malformed_entries() -> None:
                           ingest_time_us=1)
 
 
-# --- the fast path (decode_fast + StructWriter) must agree with parse_frame ----------------------------------
+# --- a frame decoded whole (msgspec) and item by item (the fallback) gives the same records -------------------
 
-def fast_records(raw: bytes, stream: str = "!miniTicker@arr") -> list[tuple[str, dict]] | None:
-    """(kind, Avro value) per ticker the fast path would produce, or None where it hands the frame over."""
-    decoded = decode_fast(raw)
+def records_of(batches: list) -> list:
+    return [rec for batch in batches for rec in batch.records()]
+
+
+def whole_records(raw: bytes, stream: str = "!miniTicker@arr") -> list[tuple[str, dict]] | None:
+    """(kind, Avro value) per ticker when the whole frame decodes at once, else None (item by item then)."""
+    decoded = events._decode_whole(raw)
     if decoded is None:
         return None
     kind, frame_stream, items = decoded
-    decimals = FAST_DECIMALS[kind]
-    out = []
-    for item in items:
-        if not DECIMALS_OK[kind]("|".join(getattr(item, name) for name in decimals)):
-            return None  # the writer raises here: the pipeline then calls parse_frame
-        value = {**msgspec.structs.asdict(item), "ingest_time": NOW_US,
-                 "source": "websocket", "stream": frame_stream or stream, "connection_id": "conn-1"}
-        out.append((kind, value))
-    return out
+    batch = events.Batch(kind, items, frame_stream or stream, "websocket", "conn-1", NOW_US)
+    return [(r.kind, r.value) for r in batch.records()]
 
 
-def test_fast_path_takes_good_arrays_and_envelopes_with_the_same_values() -> None:
+def item_records(raw: bytes, stream: str = "!miniTicker@arr") -> tuple[list[tuple[str, dict]], list]:
+    """The same frame through the item-by-item decoder only."""
+    obj = orjson.loads(raw)
+    if type(obj) is dict:
+        stream, obj = obj["stream"], obj["data"]
+    rejects: list = []
+    batches = events._decode_items(obj if type(obj) is list else [obj], stream, "conn-1", NOW_US, "websocket",
+                                   rejects)
+    return [(r.kind, r.value) for r in records_of(batches)], rejects
+
+
+def test_whole_frames_decode_good_arrays_and_envelopes_as_item_by_item_does() -> None:
     for payload in (frame([mini("BTCUSDT"), mini("ETHUSDT", E=2**63 - 1, c="-0.00000001")]),
                     frame({"stream": "!ticker@arr", "data": [ticker(), ticker("LTCBTC", n=-(2**63), L=2**63 - 1)]}),
                     frame({"stream": "btcusdt@miniTicker", "data": mini()}),
                     frame([dict(mini(), extra="ignored", e="24hrMiniTicker")]), b"[]"):
-        fast = fast_records(payload)
-        assert fast is not None, payload
-        slow = parse(payload)
-        assert slow.rejects == [] and [(r.kind, r.value) for r in slow.records] == fast
+        whole = whole_records(payload)
+        assert whole is not None, payload
+        assert item_records(payload) == (whole, [])
+        assert [(r.kind, r.value) for r in parse(payload).records] == whole
 
 
 @pytest.mark.parametrize("payload", [
-    frame([mini(), ticker()]),  # mixed kinds: parse_frame handles them
+    frame([mini(), ticker()]),  # mixed kinds: decoded item by item
     frame(mini()),  # a single object of a raw per-symbol stream
     frame({"result": None, "id": 1}),
     frame([{k: v for k, v in mini().items() if k != "e"}]),  # no event type
     frame([mini(E=True)]), frame([mini(E=1.0)]), frame([mini(E=-1)]), frame([mini(s="")]),
     json.dumps([ticker(F=2**63)]).encode(), frame([mini(c=1)]), frame([{"e": "24hrMiniTicker"}]),
+    frame([mini(c="1.123456789")]), frame([ticker(q="1e5")]),
     b'[{"e":"24hrMiniTicker","e":"24hrTicker"}]', b"[", b"\xff", b'[{"e":"24hrMiniTicker","s":"\xff"}]',
     b'{"stream":"\xff","data":[]}', "\udcff[]", '[{"e":"24hrMiniTicker","s":"\ud800"}]',  # bad UTF-8, surrogates
 ])
-def test_fast_path_hands_over_anything_unusual(payload: bytes) -> None:
-    assert decode_fast(payload) is None
+def test_anything_unusual_is_decoded_item_by_item(payload: bytes) -> None:
+    assert events._decode_whole(payload) is None
 
 
-def test_fast_path_never_accepts_what_parse_frame_rejects_and_agrees_on_values() -> None:
-    """The mutations of test_parse_frame_never_raises_on_mutated_frames, plus decimal mutations: whenever
-    the fast path would produce, parse_frame produces the very same records and rejects nothing."""
+def test_whole_frame_decoding_never_accepts_what_item_decoding_rejects_and_agrees_on_values() -> None:
+    """Random mutations of real shapes: whenever a frame decodes whole, the item-by-item decoder produces the
+    very same records and rejects nothing."""
     rng = random.Random(7)
     good = [mini("S0"), ticker("T0")]
     junk = [None, True, 1, -1, 2**63, 2**70, 1.5, "", "x", "1e5", [], {}, "0.1234567890", "1.", ".5", "-",
@@ -499,11 +510,9 @@ def test_fast_path_never_accepts_what_parse_frame_rejects_and_agrees_on_values()
                 else:
                     item[key] = rng.choice(junk)
         raw = json.dumps(items if rng.random() < 0.5 else {"stream": "!x@arr", "data": items}).encode()
-        fast = fast_records(raw)
-        if fast is None:
+        whole = whole_records(raw)
+        if whole is None:
             continue
         taken += 1
-        slow = parse(raw)
-        assert slow.rejects == [], raw
-        assert [(r.kind, r.value) for r in slow.records] == fast, raw
-    assert taken > 300  # the unmutated and harmlessly mutated frames did take the fast path
+        assert item_records(raw) == (whole, []), raw
+    assert taken > 300  # the unmutated and harmlessly mutated frames did decode whole

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from io import BytesIO
 
+import fastavro
 import orjson
 
 from ingest import metrics
@@ -24,9 +26,9 @@ class FakeSink:
         self.sent.append((topic, key, value, timestamp_ms, headers))
         return True
 
-    async def produce_many(self, topic, records):
+    async def produce_many(self, topic, records, headers=None):
         for key, value, timestamp_ms in records:
-            await self.produce(topic, key, value, timestamp_ms)
+            self.sent.append((topic, key, value, timestamp_ms, headers))
         return len(records)
 
     def poll(self):
@@ -108,9 +110,10 @@ def test_snapshot_older_than_stream_is_suppressed_newer_is_produced():
     assert [k for _, k, *_ in sink.sent] == [b"BTCUSDT", b"ETHUSDT"]
 
 
-def test_fast_and_slow_paths_produce_the_same_records():
-    """A good array goes the fast path (msgspec + StructWriter); the same frame through parse_frame alone
-    (no fast-path writers) must give the very same keys, values, timestamps and metrics."""
+def test_produced_bytes_are_the_frames_values_as_fastavro_reads_them():
+    """Whole frames (decoded at once) and frames with a bad ticker (decoded item by item) end in the same
+    produce path: each value, read back by fastavro, is the ticker's fields plus the frame's, key = symbol,
+    timestamp = event time; an older duplicate is dropped before encoding."""
     ticker = {"e": "24hrTicker", "E": 1_700_000_000_123, "s": "ETHBTC", "p": "-0.00041000", "P": "-0.713",
               "w": "0.05731207", "x": "0.05749000", "c": "0.05708000", "Q": "3.12500000", "b": "0.05707000",
               "B": "12.50000000", "a": "0.05709000", "A": "21.75000000", "o": "0.05749500", "h": "0.05790000",
@@ -118,18 +121,31 @@ def test_fast_and_slow_paths_produce_the_same_records():
               "C": 1_700_000_000_123, "F": 400000001, "L": 400050000, "n": 50000}
     frames = [orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("币安人生USDT", 1001),
                                                                  mini("BTCUSDT", 999)]}),
-              orjson.dumps({"stream": "!ticker@arr", "data": [ticker, dict(ticker, s="LTCBTC", n=0)]})]
-    fast, fast_sink = make()
-    slow, slow_sink = make()
-    slow.writers = {}
+              orjson.dumps({"stream": "!ticker@arr", "data": [ticker, dict(ticker, s="LTCBTC", n=0),
+                                                              dict(ticker, s="BAD", c="x")]})]
+    pipeline, sink = make()
     for frame in frames:
-        run(fast.on_frame(frame, meta()))
-        run(slow.on_frame(frame, meta()))
-    assert len(fast_sink.sent) == 4 and fast_sink.sent == slow_sink.sent
-    assert fast.last_event == slow.last_event
+        run(pipeline.on_frame(frame, meta()))
+    produced = [rec for rec in sink.sent if rec[0] != "t.spot.deadletter"]
+    assert [(t, k, ts) for t, k, _, ts, _ in produced] == [
+        ("t.spot.miniticker", b"BTCUSDT", 1000), ("t.spot.miniticker", "币安人生USDT".encode(), 1001),
+        ("t.spot.ticker", b"ETHBTC", 1_700_000_000_123), ("t.spot.ticker", b"LTCBTC", 1_700_000_000_123)]
+    shared = {"ingest_time": 1_700_000_000_000_000, "source": "websocket", "connection_id": "c1"}
+    first = fastavro.schemaless_reader(BytesIO(split_framing(produced[1][2])[1]), parsed_schema("miniticker"), None)
+    first["event_time"] = round(first["event_time"].timestamp() * 1000)  # fastavro reads datetimes
+    first["ingest_time"] = round(first["ingest_time"].timestamp() * 1_000_000)
+    assert first == dict(shared, stream="!miniTicker@arr", event_type="24hrMiniTicker", event_time=1001,
+                         symbol="币安人生USDT", close_price="1.00000000", open_price="0.90000000",
+                         high_price="1.10000000", low_price="0.80000000", base_volume="1000.00000000",
+                         quote_volume="1000.00000000")
+    last = fastavro.schemaless_reader(BytesIO(split_framing(produced[3][2])[1]), parsed_schema("ticker"), None)
+    assert (last["symbol"], last["trade_count"], last["quote_volume"], last["stream"]) == (
+        "LTCBTC", 0, "1031.51234567", "!ticker@arr")
+    assert pipeline.seen.export() == {"miniticker": {"BTCUSDT": 1000, "币安人生USDT": 1001},
+                                   "ticker": {"ETHBTC": 1_700_000_000_123, "LTCBTC": 1_700_000_000_123}}
 
 
-def test_a_bad_ticker_sends_the_whole_frame_through_parse_frame():
+def test_a_bad_ticker_is_dead_lettered_and_the_rest_of_its_frame_produced():
     pipeline, sink = make()
     frame = orjson.dumps({"stream": "!miniTicker@arr",
                           "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1001, close="1.123456789")]})
@@ -137,7 +153,7 @@ def test_a_bad_ticker_sends_the_whole_frame_through_parse_frame():
     assert [(t, k) for t, k, _, _, _ in sink.sent] == [("t.spot.deadletter", b"!miniTicker@arr"),
                                                        ("t.spot.miniticker", b"BTCUSDT")]
     assert dict(sink.sent[0][4])["reason"] == b"decimal_out_of_range"
-    assert pipeline.last_event["miniticker"] == {"BTCUSDT": 1000}
+    assert pipeline.seen.export()["miniticker"] == {"BTCUSDT": 1000}
 
 
 def test_snapshot_records_are_counted_before_the_dedupe_and_state_size_follows_symbols():
@@ -234,8 +250,9 @@ def test_frame_gate_counts_the_tickers_of_frames_it_discards():
     tickers = metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") or 0.0
     revoked = orjson.dumps({"stream": "!miniTicker@arr", "data": [mini("BTCUSDT", 1000), mini("ETHUSDT", 1000),
                                                                  mini("币安人生USDT", 1000)]})
-    run(worker._on_owned_frame(revoked, meta()))
-    run(worker._on_owned_frame(revoked.decode(), meta()))
+    gate_meta = FrameMeta("c1", 1_700_000_000.0, "!miniTicker@arr")  # the connection names the stream
+    run(worker._on_owned_frame(revoked, gate_meta))
+    run(worker._on_owned_frame(revoked.decode(), gate_meta))
     assert sink.sent == []
     assert metrics.REGISTRY.get_sample_value("binance_ingest_frames_not_owned_total") == frames + 2
     assert metrics.REGISTRY.get_sample_value("binance_ingest_tickers_not_owned_total") == tickers + 6

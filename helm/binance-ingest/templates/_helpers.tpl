@@ -75,8 +75,8 @@ without Helm's float formatting (604800000 would otherwise become "6.048e+08"), 
 {{- end }}
 
 {{/*
-Every non-secret setting as env name -> string value, as YAML. The ConfigMap holds it for the worker; the
-seeding Job (a pre-install hook, which runs before the ConfigMap exists) inlines the same map.
+Every non-secret setting as env name -> string value, as YAML: the seeding Job (a pre-install hook, which
+runs before the ConfigMap exists) inlines this map; the worker reads the same settings from its config file.
 config.<camelCase> becomes INGEST_<UPPER_SNAKE>, the name ingest/config.py derives from the option.
 */}}
 {{- define "binance-ingest.settings" -}}
@@ -114,6 +114,64 @@ config.<camelCase> becomes INGEST_<UPPER_SNAKE>, the name ingest/config.py deriv
 {{- $_ := set $env (printf "INGEST_KAFKA_%s" ($name | replace "." "_" | upper)) $value }}
 {{- end }}
 {{- toYaml $env }}
+{{- end }}
+
+{{/* Where the worker's config file (the ConfigMap's config.yaml) is mounted; `ingest run --config` reads it. */}}
+{{- define "binance-ingest.configDir" -}}/etc/binance-ingest/config{{- end }}
+
+{{/*
+The worker's YAML config file (`ingest run --config`, see docs/configuration.md): every non-secret setting under
+its option name, typed (lists as lists, numbers as numbers: toYaml goes through JSON, so 604800000 stays
+604800000), and the librdkafka properties under `kafka:`. config.<camelCase> becomes <snake_case>, the option's
+name in ingest/config.py. Secrets stay environment variables from Secrets (binance-ingest.secretEnv), which win
+over the file; so does INGEST_METRICS_PORT (binance-ingest.workerEnv), left out of the file because the image's
+HEALTHCHECK reads it from the environment. The seeding Job, a hook that runs before this ConfigMap exists, gets the same settings as env
+vars (binance-ingest.settings); a contract test loads both and compares.
+*/}}
+{{- define "binance-ingest.configFile" -}}
+{{- $file := dict }}
+{{- range $key, $value := omit .Values.config "metricsPort" }}
+{{- $_ := set $file ($key | snakecase) $value }}
+{{- end }}
+{{- with .Values.coordination }}
+{{- if .enabled }}
+{{- $_ := set $file "coordination" "kafka" }}
+{{- $_ := set $file "coordination_shards" (.shards | default 12) }}
+{{- $_ := set $file "coordination_session_timeout_s" (.sessionTimeoutS | default 10) }}
+{{- if .group }}
+{{- $_ := set $file "coordination_group" .group }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $_ := set $file "bootstrap_servers" .Values.kafka.bootstrapServers }}
+{{- $_ := set $file "schema_registry_url" .Values.schemaRegistry.url }}
+{{- $kafka := dict "security.protocol" .Values.kafka.securityProtocol }}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+{{- $_ := set $kafka "sasl.mechanism" .Values.kafka.sasl.mechanism }}
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .existingSecret }}
+{{- $dir := include "binance-ingest.kafkaTlsDir" $ }}
+{{- $_ := set $kafka "ssl.ca.location" (printf "%s/%s" $dir .caKey) }}
+{{- if .certKey }}
+{{- $_ := set $kafka "ssl.certificate.location" (printf "%s/%s" $dir .certKey) }}
+{{- $_ := set $kafka "ssl.key.location" (printf "%s/%s" $dir .keyKey) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := .Values.kafka.properties }}
+{{- $_ := set $kafka $name $value }}
+{{- end }}
+{{- $_ := set $file "kafka" $kafka }}
+{{- toYaml $file }}
+{{- end }}
+
+{{/* The worker container's env: the metrics port, which the image's HEALTHCHECK (docker/podman runs of the
+image; Kubernetes uses the probes) reads from INGEST_METRICS_PORT, then the Secrets. */}}
+{{- define "binance-ingest.workerEnv" -}}
+- name: INGEST_METRICS_PORT
+  value: {{ .Values.config.metricsPort | int64 | quote }}
+{{ include "binance-ingest.secretEnv" . }}
 {{- end }}
 
 {{/* Env entries read from existing Secrets (SASL credentials, registry basic auth). */}}

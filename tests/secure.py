@@ -31,7 +31,7 @@ from pathlib import Path
 from ingest.devstack.jars import StackError
 from ingest.devstack.stack import HOST, REGISTRY_API, free_port
 
-STORE_PASSWORD = "stack-store-pass"  # noqa: S105 - protects throwaway local keystores, not a user secret
+STORE_PASSWORD = "stack-store-pass"
 CERT_DAYS = "2"
 
 
@@ -224,7 +224,7 @@ class BasicAuthProxy:
                 raise StackError(f"nginx exited: {(self.directory / 'logs' / 'error.log').read_text()[-300:]}")
             try:
                 context = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
-                urllib.request.urlopen(self.url + "/subjects", timeout=1, context=context)  # noqa: S310 - localhost
+                urllib.request.urlopen(self.url + "/subjects", timeout=1, context=context)
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:
                     return
