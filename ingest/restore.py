@@ -22,15 +22,20 @@ Produce = Callable[[list[Any], set[str]], Awaitable[int]]
 """The pipeline's ``on_snapshot(entries, kinds)``: returns how many records were produced."""
 Owned = Callable[[list[str]], list[str]]
 """The part of these streams this replica owns now (coordination), asked after the answer arrived."""
+Left = Callable[[], frozenset[str]]
+"""The symbols that left TRADING in the last 24 h (``Listings.recently_left``): an all-market snapshot asks for
+them too, since ``symbolStatus=TRADING`` no longer returns their final state."""
 
 
 class Snapshots:
     """Fetches and produces the snapshot of a set of streams."""
 
-    def __init__(self, rest: Ticker24hr, produce: Produce, owned: Owned | None = None) -> None:
+    def __init__(self, rest: Ticker24hr, produce: Produce, owned: Owned | None = None,
+                 left: Left | None = None) -> None:
         self.rest = rest
         self.produce = produce
         self.owned = owned
+        self.left = left
 
     async def restore(self, streams: list[str], why: str,
                       seeds: Mapping[str, Mapping[str, int]] | None = None) -> int:
@@ -39,8 +44,20 @@ class Snapshots:
         entries not newer are counted as handover overlap (the dedupe, seeded with them, drops them)."""
         if not streams:
             return 0
+        left = self.left() if self.left is not None else frozenset()
+        return await self._produce(snapshot.fetch(self.rest, streams, left), streams, why, seeds)
+
+    async def restore_left(self, streams: list[str], symbols: list[str], why: str) -> int:
+        """Produce the final state of symbols that just left TRADING, for the all-market streams among these:
+        their last ticks may have been missed, and the next TRADING-only snapshot will not list them."""
+        if not streams or not symbols:
+            return 0
+        return await self._produce(snapshot.fetch_left(self.rest, streams, symbols), streams, why, None)
+
+    async def _produce(self, fetching: Awaitable[tuple[snapshot.Entries, int]], streams: list[str], why: str,
+                       seeds: Mapping[str, Mapping[str, int]] | None) -> int:
         try:
-            by_kind, failed = await snapshot.fetch(self.rest, streams)
+            by_kind, failed = await fetching
         except Exception as exc:  # a failed snapshot must not take the stream down
             log.warning("snapshot failed", extra={"why": why, "reason": repr(exc)[:200]})
             return 0

@@ -244,7 +244,8 @@ class Worker:
         metrics.watch_runtime(asyncio.get_running_loop(), seen.size)
         coordinator = self.coordinator
         self.snapshots = Snapshots(self.rest, self.pipeline.on_snapshot, owned=None if coordinator is None else (
-            lambda streams: owned_streams(streams, coordinator.owned, coordinator.shards)))
+            lambda streams: owned_streams(streams, coordinator.owned, coordinator.shards)),
+            left=self.listings.recently_left)
         if coordinator is not None:
             self.handover = Handover(coordinator, seen, coordinator.shards)
         await self.listings.apply(exchange_info, publish, on_streams=None)
@@ -391,7 +392,16 @@ class Worker:
 
     async def _follow_listings(self) -> None:
         assert self.publish is not None
-        await self.listings.follow(self.publish, self._on_listed_streams)
+        await self.listings.follow(self.publish, self._on_listed_streams, self._on_delisted)
+
+    async def _on_delisted(self, symbols: list[str]) -> None:
+        """A refresh saw symbols leave TRADING: snapshot their final state now for the all-market streams this
+        replica holds (for a coordinated one: whose shard it owns). Their last ticks may have been lost while a
+        connection was down, and no later TRADING-only snapshot lists them."""
+        if not self.settings.snapshot_on_connect or self.source is None or self.snapshots is None:
+            return
+        streams = [name for name in self._my_streams() if name in stream_names.ALL_MARKET]
+        await self.snapshots.restore_left(streams, symbols, f"{len(symbols)} delisted")
 
     async def _on_listed_streams(self, streams: list[str]) -> None:
         """Listings changed the concrete streams of the settings' patterns: stream this replica's part."""

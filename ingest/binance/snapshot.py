@@ -12,6 +12,11 @@ cheaper (and needs far fewer requests). All-market streams ask with ``symbolStat
 symbols stream), mini tickers with ``type=MINI`` (a smaller answer for the same weight). When both kinds are
 streamed, one FULL request over the union may cost less than one request per kind (a FULL entry carries the
 mini ticker's fields too); the plan with the least total weight wins, fewer requests on a tie.
+
+``symbolStatus=TRADING`` misses a symbol delisted while we were not streaming it (connection down, shard
+unowned): its last ticks were lost and the snapshot no longer lists it, so its final state would never reach
+Kafka. So an all-market snapshot also asks for the symbols that left TRADING recently (``left``, kept 24 h by
+``ingest.listings``) in ``symbols=`` lists of 20 (2 each); the per-symbol dedupe drops what we already have.
 """
 
 from __future__ import annotations
@@ -68,6 +73,19 @@ def _cover(symbols: frozenset[str] | None, mini: bool) -> list[Request]:
     return [Request(None, mini, ticker_24hr_weight(None))]
 
 
+def plan_left(wanted: Scope, left: Iterable[str]) -> list[Request]:
+    """Listed requests for symbols that left TRADING recently, when an all-market kind is streamed (the
+    TRADING-only all-symbol request misses them). MINI when mini tickers are the only all-market kind. Always
+    lists of 20 (2 each): never an all-symbol request, which would not return them."""
+    kinds = {kind for kind, symbols in wanted.items() if symbols is None}
+    ordered = sorted(set(left))
+    if not kinds or not ordered:
+        return []
+    mini = kinds == {"miniticker"}
+    return [Request(tuple(ordered[i:i + LIST_STEP]), mini, ticker_24hr_weight(len(ordered[i:i + LIST_STEP])))
+            for i in range(0, len(ordered), LIST_STEP)]
+
+
 def plan(wanted: Scope) -> list[Request]:
     """The requests of least total weight (then fewest requests) that cover ``wanted``."""
     separate = [r for kind, symbols in sorted(wanted.items()) for r in _cover(symbols, kind == "miniticker")]
@@ -83,17 +101,32 @@ def plan(wanted: Scope) -> list[Request]:
     return together if cost(together) <= cost(separate) else separate
 
 
-async def fetch(rest: Ticker24hr, streams: Iterable[str]) -> tuple[dict[str, list[dict[str, Any]]], int]:
+Entries = dict[str, list[dict[str, Any]]]
+
+
+async def fetch(rest: Ticker24hr, streams: Iterable[str],
+                left: Iterable[str] = ()) -> tuple[Entries, int]:
     """(REST entries per record kind, failed requests) for the snapshot of these streams.
 
-    Each kind gets only the entries of its own symbols (all TRADING ones for an all-market stream). A request
-    that fails is logged and counted; the others still restore their symbols."""
+    Each kind gets only the entries of its own symbols (all TRADING ones for an all-market stream, plus the
+    recently ``left`` ones). A request that fails is logged and counted; the others still restore theirs."""
     wanted = scope(streams)
-    requests = plan(wanted)
+    return await _ask(rest, wanted, plan(wanted) + plan_left(wanted, left))
+
+
+async def fetch_left(rest: Ticker24hr, streams: Iterable[str], left: Iterable[str]) -> tuple[Entries, int]:
+    """Only the final state of symbols that just left TRADING, for the all-market kinds of these streams: a
+    delisting seen at an exchangeInfo refresh after the last (re)connect snapshot. No request when none."""
+    wanted: Scope = {kind: None for kind, symbols in scope(streams).items() if symbols is None}
+    return await _ask(rest, wanted, plan_left(wanted, left))
+
+
+async def _ask(rest: Ticker24hr, wanted: Scope, requests: list[Request]) -> tuple[Entries, int]:
     answers = await asyncio.gather(*(rest.ticker_24hr(list(r.symbols) if r.symbols is not None else None,
                                                       mini=r.mini, trading_only=r.symbols is None)
                                      for r in requests), return_exceptions=True)
-    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in wanted}
+    out: Entries = {kind: [] for kind in wanted}
+    taken: set[tuple[str, str]] = set()
     failed = 0
     for request, answer in zip(requests, answers, strict=True):
         if isinstance(answer, BaseException):
@@ -110,7 +143,8 @@ async def fetch(rest: Ticker24hr, streams: Iterable[str]) -> tuple[dict[str, lis
                 out[kinds[0]].append(entry)
                 continue
             for kind in kinds:
-                if wanted[kind] is None or name in wanted[kind]:  # type: ignore[operator]
+                if (wanted[kind] is None or name in wanted[kind]) and (kind, name) not in taken:  # type: ignore[operator]
+                    taken.add((kind, name))  # once per kind, though a symbol may be in two requests
                     out[kind].append(entry)
     return out, failed
 

@@ -104,3 +104,56 @@ def test_restrict_keeps_only_what_the_streams_still_cover():
     assert snapshot.restrict(by_kind, ["ethbtc@miniTicker"]) == {"miniticker": [entry("ETHBTC"), "garbage"]}
     assert snapshot.restrict(by_kind, ["!miniTicker@arr", "btcusdt@ticker"]) == by_kind
     assert snapshot.restrict(by_kind, []) == {}
+
+
+# ----- symbols that left TRADING recently (issue 17) -----
+def test_plan_left_lists_recently_left_symbols_for_all_market_kinds_only():
+    left = [f"D{i:02d}USDT" for i in range(25)]
+    # mini tickers of the whole market: MINI lists of 20 (2 each), never an all-symbol request
+    got = snapshot.plan_left({"miniticker": None}, left)
+    assert [(len(r.symbols or ()), r.mini, r.weight) for r in got] == [(20, True, 2), (5, True, 2)]
+    assert {s for r in got for s in r.symbols or ()} == set(left)
+    # a FULL list when tickers of the whole market are streamed too (a FULL entry serves both kinds)
+    assert snapshot.plan_left({"miniticker": None, "ticker": None}, ["OLDUSDT"]) == [
+        Request(("OLDUSDT",), False, 2)]
+    # nothing when none left, or when no all-market stream is streamed (listed symbols are asked for by name)
+    assert snapshot.plan_left({"miniticker": None}, []) == []
+    assert snapshot.plan_left({"ticker": frozenset({"BTCUSDT"})}, ["OLDUSDT"]) == []
+
+
+def test_fetch_of_an_all_market_stream_includes_recently_left_symbols_once():
+    rest = FakeRest([entry("BTCUSDT"), entry("ETHBTC"), entry("OLDUSDT", "BREAK"), entry("GONEUSDT", "BREAK")])
+    by_kind, failed = asyncio.run(snapshot.fetch(rest, ["!miniTicker@arr", "btcusdt@ticker"],
+                                                 left=["OLDUSDT", "GONEUSDT"]))
+    assert failed == 0
+    assert rest.calls == [(None, False, True), (("GONEUSDT", "OLDUSDT"), True, False)]
+    assert sorted(e["symbol"] for e in by_kind["miniticker"]) == ["BTCUSDT", "ETHBTC", "GONEUSDT", "OLDUSDT"]
+    assert [e["symbol"] for e in by_kind["ticker"]] == ["BTCUSDT"]  # MINI entries lack ticker fields
+
+
+def test_fetch_gives_a_symbol_in_two_requests_once_per_kind():
+    # BTCUSDT left TRADING but its ticker stream is still listed: asked for by the listed request and by the
+    # left one (FULL, because tickers of the whole market are streamed too); each kind gets it once.
+    rest = FakeRest([entry("BTCUSDT", "BREAK"), entry("ETHBTC")])
+    by_kind, _ = asyncio.run(snapshot.fetch(rest, ["!ticker@arr", "btcusdt@miniTicker"], left=["BTCUSDT"]))
+    assert len(rest.calls) == 2
+    assert [e["symbol"] for e in by_kind["ticker"]] == ["ETHBTC", "BTCUSDT"]
+    assert [e["symbol"] for e in by_kind["miniticker"]] == ["BTCUSDT"]
+
+
+def test_fetch_without_left_symbols_asks_nothing_more():
+    rest = FakeRest([entry("BTCUSDT"), entry("OLDUSDT", "BREAK")])
+    by_kind, _ = asyncio.run(snapshot.fetch(rest, ["!miniTicker@arr"]))
+    assert rest.calls == [(None, True, True)]
+    assert [e["symbol"] for e in by_kind["miniticker"]] == ["BTCUSDT"]
+
+
+def test_fetch_left_asks_only_for_those_symbols_of_all_market_kinds():
+    rest = FakeRest([entry("BTCUSDT"), entry("OLDUSDT", "BREAK")])
+    by_kind, _ = asyncio.run(snapshot.fetch_left(rest, ["!miniTicker@arr", "btcusdt@ticker"], ["OLDUSDT"]))
+    assert rest.calls == [(("OLDUSDT",), True, False)]
+    assert by_kind == {"miniticker": [{"symbol": "OLDUSDT", "lastPrice": "1.0", "closeTime": 1}]}
+    rest = FakeRest([entry("OLDUSDT", "BREAK")])
+    assert asyncio.run(snapshot.fetch_left(rest, ["btcusdt@ticker"], ["OLDUSDT"])) == ({}, 0)
+    assert asyncio.run(snapshot.fetch_left(rest, ["!miniTicker@arr"], [])) == ({"miniticker": []}, 0)
+    assert rest.calls == []
