@@ -296,7 +296,7 @@ class StreamSource:
             else:
                 log.warning("websocket %s could not connect: %s", conn.id, _describe(exc),
                             extra={"connection_id": conn.id, "streams": len(conn.streams), "reason": reason})
-            return reason, exc
+            return reason, _without_traceback(exc)
         self.refusal.accept("websocket")
         rotate_at = conn.opened_mono + self.settings.rotate_after_s
         retry_at = 0.0  # an announced shutdown whose replacement failed is tried again no sooner than this
@@ -329,11 +329,12 @@ class StreamSource:
                        and time.time() - current.connected_since >= HEALTHY_AFTER_S)
             if healthy:
                 shard.backoff.reset()
+            close_exc = current.close_exc  # read before _finish: the connection drops it once its reader ended
             await self._finish(current, reason)
             shard.current = None
             log.warning("websocket %s ended (reason %s)", current.id, reason,
                         extra={"connection_id": current.id, "reason": reason, "streams": len(current.streams)})
-            return reason, current.close_exc
+            return reason, None if close_exc is None else _without_traceback(close_exc)
 
     @staticmethod
     async def _wait_end(conn: Connection, until_mono: float) -> None:
@@ -374,7 +375,7 @@ class StreamSource:
                     self.refusal.refuse("websocket", "the WebSocket handshake", _body(exc))
                 log.warning("websocket %s: replacement %s failed (%s); keeping the old connection", old.id, new.id,
                             _describe(exc), extra={"connection_id": old.id, "reason": why})
-                return exc
+                return _without_traceback(exc)
             shard.current, shard.replacement = new, None
             await self._finish(old, why)
             metrics.WS_RECONNECTS.labels(why).inc()
@@ -534,9 +535,12 @@ class StreamSource:
         for task in conn.tasks[1:]:  # the watchdog
             if task is not current:
                 task.cancel()
-        if conn.tasks:
+        if conn.tasks and not conn.tasks[0].done():
             self._background.add(conn.tasks[0])
             conn.tasks[0].add_done_callback(self._background.discard)
+            conn.tasks[0].add_done_callback(lambda _task: _release(conn))
+        else:
+            _release(conn)
         ws = conn.ws
         if ws is not None:
             if reason == "stale":
@@ -671,6 +675,22 @@ class StreamSource:
             await asyncio.wait(list(self._background), timeout=CLOSE_TIMEOUT_S)
         self._update_subscription_gauge()
         self._running = False
+
+
+def _release(conn: Connection) -> None:
+    """Break the reference cycles of a finished connection once its reader ended, so reference counting frees
+    it at once instead of the cyclic GC much later (the ``ws_connection_objects`` gauge then stays flat): its
+    tasks (a cancelled watchdog keeps its CancelledError, whose traceback holds the frame that holds ``conn``)
+    and the exception that closed it (same: its traceback reaches the reader's frame)."""
+    conn.tasks = []
+    conn.close_exc = None
+
+
+def _without_traceback(exc: BaseException) -> BaseException:
+    """``exc`` for deciding the next delay, without its traceback: the traceback holds the frames that hold the
+    connection (and, in an ``except ... as exc`` that returns it, ``exc`` itself: a cycle). Only the type,
+    status, headers and message are read later; nothing logs it with a traceback."""
+    return exc.with_traceback(None)
 
 
 def _resolve(fut: asyncio.Future[str], reason: str) -> None:
