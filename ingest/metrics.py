@@ -158,6 +158,9 @@ TICKERS_NOT_OWNED = Counter(PREFIX + "tickers_not_owned_total",
                             "Tickers in the frames counted by frames_not_owned_total (event markers counted, the "
                             "frame is not parsed): what a handover discarded, for the accounting identity.",
                             registry=REGISTRY)
+FRAMES_FAILED = Counter(PREFIX + "frames_failed_total",
+                        "Frames lost to an unexpected error inside the pipeline (a bug: the traceback is logged); the "
+                        "connection stays up, the next snapshot restores the state.", ["stream"], registry=REGISTRY)
 HANDOVER_OVERLAP = Counter(PREFIX + "handover_overlap_total",
                            "Snapshot records a replica did not produce after gaining a shard, because the previous "
                            "owner's handover note shows it already produced them (same symbol, event time not "

@@ -464,6 +464,7 @@ class StreamSource:
                         self._fatal.set_exception(exc)
                     return  # the connection is closed by run()'s shutdown, not counted as a reconnect
                 except Exception:  # a pipeline bug on this frame: not the connection's fault, it stays
+                    metrics.FRAMES_FAILED.labels(st.metric_label(name) if name else "other").inc()
                     log.exception("websocket %s: frame handling failed; frame lost", conn.id,
                                   extra={"connection_id": conn.id, "stream": name})
                 finally:

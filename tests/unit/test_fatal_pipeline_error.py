@@ -18,13 +18,17 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from ingest import worker
+from ingest import metrics, worker
 from ingest.binance.connection import FrameMeta, StreamSource
 from ingest.config import Settings
 from ingest.fatal import EXIT_FATAL
 from ingest.kafka.producer import FatalProducerError, KafkaSink
 from tests.unit.test_connection import TEST_TIMEOUT_S, reconnects, run, settings, wait_until
 from tests.unit.ws_server import FakeBinance
+
+
+def failed_frames() -> float:
+    return metrics.REGISTRY.get_sample_value("binance_ingest_frames_failed_total", {"stream": "@miniTicker"}) or 0.0
 
 
 class FatalAfter:
@@ -91,6 +95,7 @@ def test_a_pipeline_bug_loses_the_frame_but_keeps_the_connection(caplog):
         async with FakeBinance() as server:
             source = StreamSource(settings(server), ["btcusdt@miniTicker"], on_frame)
             before = reconnects("error")
+            failed_before = failed_frames()
             task = asyncio.create_task(source.run())
             await wait_until(lambda: len(seen) >= 6)
             task.cancel()
@@ -98,6 +103,7 @@ def test_a_pipeline_bug_loses_the_frame_but_keeps_the_connection(caplog):
                 await task
             connections = len(server.connections)
         assert connections == 1 and reconnects("error") == before
+        assert failed_frames() == failed_before + 1  # the frame is lost, but counted
         assert {meta.connection_id for meta in seen} == {"ws0-1"}
 
     with caplog.at_level(logging.ERROR, logger="ingest.binance.connection"):
