@@ -14,20 +14,7 @@ from ingest import config, metrics
 from ingest.backoff import Backoff
 from ingest.binance import limits
 from ingest.binance.limits import AttemptBudget, LocationRefusal
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.unit.test_rest import FakeClock
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -77,7 +64,7 @@ def test_slow_down_draws_from_the_upper_half_of_the_slow_cap_and_ordinary_failur
 # ---- the connection-attempt budget ----------------------------------------------------------------------
 
 def test_budget_is_a_sliding_window_that_waits_instead_of_exceeding(caplog):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     budget = AttemptBudget(3, 10.0, clock=clock, sleep=clock.sleep)
     caplog.set_level(logging.WARNING, logger="ingest")
     before = (sample("binance_ingest_ws_connect_attempts_total"),
@@ -102,7 +89,7 @@ def test_budget_is_a_sliding_window_that_waits_instead_of_exceeding(caplog):
 
 
 def test_concurrent_attempts_cannot_overshoot_together():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     budget = AttemptBudget(2, 5.0, clock=clock, sleep=clock.sleep)
 
     booked: list[float] = []
@@ -121,7 +108,7 @@ def test_concurrent_attempts_cannot_overshoot_together():
 # ---- HTTP 451 ---------------------------------------------------------------------------------------------
 
 def test_refusal_logs_once_then_hourly_names_451_for_readyz_and_clears(caplog):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     refusal = LocationRefusal(300.0, clock=clock)
     caplog.set_level(logging.DEBUG, logger="ingest")
     assert not refusal.refused and refusal.reason() == ""
