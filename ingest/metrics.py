@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import platform
+import sys
 import threading
 import time
 import weakref
@@ -432,6 +433,19 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], readiness: Readiness) -> None:
         super().__init__(address, _Handler)
         self._readiness = readiness
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is routine, not a traceback on stderr.
+
+        ``curl -f`` closes at once on a 503 from /readyz without reading the body, and a probe that times out does
+        the same: the kernel answers with a reset and the keep-alive loop's next read fails. socketserver's default
+        prints that as a traceback to stderr; anything other than a dropped connection still reaches the log.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("metrics http: client %s went away: %r", client_address, exc)
+            return
+        log.warning("metrics http: request from %s failed", client_address, exc_info=True)
 
     def check_readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ask the worker; a failing readiness callable means not ready, with the error as the reason."""

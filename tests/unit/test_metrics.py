@@ -6,6 +6,8 @@ import asyncio
 import copy
 import json
 import logging
+import socket
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -261,3 +263,20 @@ def test_runtime_gauges_count_tasks_and_live_connection_objects():
 
 def _gauge(gauge) -> float:
     return next(iter(gauge.collect())).samples[0].value
+
+
+def test_a_client_that_resets_the_connection_prints_no_traceback(
+        served: tuple[str, Switch], capsys: pytest.CaptureFixture[str]) -> None:
+    """``curl -f`` on a 503 from /readyz hangs up without reading the body: the reset must not reach stderr."""
+    base, _ = served
+    port = int(base.rsplit(":", 1)[1])
+    for request in (b"", b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        if request:
+            sock.sendall(request)
+            time.sleep(0.2)  # the answer sits unread in our buffer, as with curl -f
+        sock.close()
+    time.sleep(0.5)
+    assert get(base + "/healthz")[0] == 200  # still serving
+    assert "Traceback" not in capsys.readouterr().err
