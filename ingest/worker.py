@@ -304,15 +304,28 @@ class Worker:
                 raise task.exception()  # type: ignore[misc]
 
     async def _shutdown(self) -> None:
+        """Flush within the grace period; whatever is still unacknowledged then is counted as dropped, under
+        ``kafka_fatal`` when the producer hit a fatal error (it can deliver nothing more), else
+        ``shutdown_timeout``. A fatal error raised by the flush itself ends the worker after that count."""
         if self.sink is None:
             return
         grace = self.settings.shutdown_grace_s
         log.info("flushing producer", extra={"in_flight": self.sink.in_flight, "grace_s": grace})
-        remaining = await asyncio.to_thread(self.sink.flush, grace)
-        if remaining:
-            lost = self.sink.abandon("shutdown_timeout")
-            log.error("records not acknowledged before the grace period ended", extra={"dropped": lost})
-        log.info("worker stopped", extra={"acked": self.sink.acked, "failed": self.sink.failed})
+        fatal: FatalError | None = None
+        try:
+            await asyncio.to_thread(self.sink.flush, grace)
+        except FatalError as exc:
+            fatal = exc
+        lost = 0
+        if self.sink.in_flight:
+            reason = "kafka_fatal" if self.sink.fatal_error is not None else "shutdown_timeout"
+            lost = self.sink.abandon(reason)
+            log.error("records not acknowledged: the producer hit a fatal error" if reason == "kafka_fatal"
+                      else "records not acknowledged before the grace period ended",
+                      extra={"dropped": lost, "reason": reason})
+        log.info("worker stopped", extra={"acked": self.sink.acked, "failed": self.sink.failed, "abandoned": lost})
+        if fatal is not None:
+            raise fatal
 
     async def _poll_loop(self) -> None:
         """Serve delivery reports even when no frames arrive (Kafka outage recovery, idle streams)."""

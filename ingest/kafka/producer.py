@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -96,6 +97,7 @@ class KafkaSink:
         self.last_error: str | None = None
         self.broker_up = True
         self._purge_reason: str | None = None  # set while abandon() purges: the drop reason of purged records
+        self.fatal_error: str | None = None  # set once librdkafka reported a fatal error: every later failure is it
         self._acked_by_topic: dict[str, _Observations] = {}  # per topic: counts and lags added to metrics
         self._stamps_by_topic: dict[str, list[int]] = {}  # timestamps of acked records, emptied by poll/flush
         self._callbacks: dict[str, Callable[[KafkaError | None, Message], None]] = {}
@@ -126,7 +128,12 @@ class KafkaSink:
             pass  # the rest waits for room, or is dropped, as the buffer policy says
         except KafkaException as exc:  # after a fatal error librdkafka refuses every record
             self.in_flight += done
-            raise fatal_or_same(exc) from None
+            error = self._note_fatal(fatal_or_same(exc))
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            reason = "kafka_fatal" if self.fatal_error is not None else \
+                "kafka_" + ((err.name() if err else None) or "error").lower().lstrip("_")
+            metrics.RECORDS_DROPPED.labels(reason).inc(len(records) - done)  # refused: never in librdkafka
+            raise error from None
         self.in_flight += done
         accepted = done
         for key, value, timestamp_ms in records[done:]:
@@ -167,7 +174,7 @@ class KafkaSink:
         try:
             served = self._producer.poll(0)
         except KafkaException as exc:  # the binding raises librdkafka's fatal error from poll() itself
-            raise fatal_or_same(exc) from None
+            raise self._note_fatal(fatal_or_same(exc)) from None
         self._record_observations()
         return served
 
@@ -176,7 +183,7 @@ class KafkaSink:
         try:
             remaining = self._producer.flush(timeout_s)
         except KafkaException as exc:
-            raise fatal_or_same(exc) from None
+            raise self._note_fatal(fatal_or_same(exc)) from None
         self._record_observations()
         return remaining
 
@@ -186,9 +193,14 @@ class KafkaSink:
         leftover = self.in_flight
         self._purge_reason = reason
         try:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self._producer.poll(0)
-            self._producer.flush(0)
+            # A producer in a fatal state may raise its error from each call; whatever it did not report is
+            # counted below, so the calls only decide which reports come first.
+            with contextlib.suppress(KafkaException):
+                self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            with contextlib.suppress(KafkaException):
+                self._producer.poll(0)
+            with contextlib.suppress(KafkaException):
+                self._producer.flush(0)
         finally:
             self._purge_reason = None
         self._record_observations()
@@ -226,6 +238,13 @@ class KafkaSink:
     def list_topics(self, timeout_s: float = 5.0) -> Any:
         return self._producer.list_topics(timeout=timeout_s)
 
+    def _note_fatal(self, exc: Exception) -> Exception:
+        """Remember a fatal error however it surfaced (error_cb, or a raise from produce/poll/flush), so the
+        records librdkafka fails after it are counted under one reason, ``kafka_fatal``."""
+        if isinstance(exc, FatalProducerError) and self.fatal_error is None:
+            self.fatal_error = str(exc)
+        return exc
+
     # ----- callbacks (run inside poll/flush on this thread) -----
     def _callback(self, topic: str) -> Callable[[KafkaError | None, Message], None]:
         """The delivery callback of ``topic``, made once: an ack costs two appends, a failure is counted."""
@@ -250,6 +269,9 @@ class KafkaSink:
         code = err.code()
         if self._purge_reason is not None and code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
             reason = self._purge_reason
+        elif self.fatal_error is not None and code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT,
+                                                       KafkaError._FATAL):
+            reason = "kafka_fatal"  # what librdkafka still held when the fatal error came; a refusal keeps its name
         elif code == KafkaError._PURGE_QUEUE:
             reason = "buffer_full"
         elif code == KafkaError._MSG_TIMED_OUT:
@@ -268,6 +290,7 @@ class KafkaSink:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.broker_up = False
         if err.fatal():
+            self.fatal_error = self.last_error
             raise FatalProducerError(err)
         log.warning("producer error", extra={"reason": self.last_error})
 

@@ -15,11 +15,13 @@ critical line naming the error, and reconnects no WebSocket after it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ingest.fatal import EXIT_FATAL
+from tests.kafka_reading import read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -60,3 +62,17 @@ def test_fatal_producer_error_ends_the_worker_with_one_line(sim_factory, worker_
     assert not [e for e in events[:fatal_at] if "reconnecting" in e.get("event", "")], "fatal became a reconnect"
     assert not [e for e in events[fatal_at:] if "connecting" in e.get("event", "")]
     assert took < EXIT_WITHIN_S
+
+    # Accounting: what the producer still held when it died is counted as dropped (kafka_fatal), and what it
+    # reported acknowledged is exactly what Kafka has in the worker's topics.
+    abandoned = [e for e in events if e.get("event") == "records not acknowledged: the producer hit a fatal error"]
+    undelivered = Counter(e["reason"] for e in events if e.get("event") == "record not delivered")
+    # the refused batch keeps the broker's reason; what librdkafka still held after the fatal error is kafka_fatal
+    assert set(undelivered) <= {"kafka_fatal", "kafka_msg_size_too_large"}, dict(undelivered)
+    stopped = [e for e in events if e.get("event") == "worker stopped"]
+    assert len(stopped) == 1 and stopped[0]["abandoned"] == sum(e["dropped"] for e in abandoned), (stopped, abandoned)
+    in_kafka = sum(len(read_all(stack_endpoints.bootstrap_servers, f"{unique_prefix}.{kind}"))
+                   for kind in ("miniticker", "symbols", "deadletter"))
+    assert in_kafka == stopped[0]["acked"], (in_kafka, stopped[0])
+    print(f"\n[fatal] exit 3 after {took:.1f}s; acked {stopped[0]['acked']} = {in_kafka} in Kafka; not delivered "
+          f"{dict(undelivered)}, abandoned {stopped[0]['abandoned']}")

@@ -6,11 +6,12 @@ import asyncio
 import random
 import time
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ingest import metrics
 from ingest.config import Settings
+from ingest.fatal import FatalError
 from ingest.kafka.producer import KafkaSink, _Observations
 from ingest.metrics import LAG_BUCKETS
 
@@ -112,3 +113,62 @@ def test_produce_many_applies_the_buffer_policy_to_what_does_not_fit() -> None:
     assert asyncio.run(sink.produce_many("t", [(b"k", b"v", i) for i in range(5)])) == 2
     assert sink.in_flight == 2
     assert metrics.RECORDS_DROPPED.labels("buffer_full")._value.get() - dropped == 3
+
+
+def test_records_failed_or_refused_after_a_fatal_error_are_counted_as_kafka_fatal() -> None:
+    """After librdkafka's fatal error every record it still holds fails, and produce() refuses the rest: both
+    count as ``kafka_fatal`` (before, the purged ones were labelled ``buffer_full``, the refused ones nowhere)."""
+    class FatalProducer(FakeProducer):
+        def __init__(self, conf: dict) -> None:
+            super().__init__(conf)
+            self.error_cb = conf["error_cb"]
+            self.dead = False
+
+        def produce(self, topic, value, key, timestamp, on_delivery, headers=None):
+            if self.dead:
+                raise KafkaException(KafkaError(KafkaError._FATAL))
+            super().produce(topic, value, key, timestamp, on_delivery, headers)
+
+        def poll(self, timeout):
+            if not self.dead:
+                return super().poll(timeout)
+            served, self.queued = self.queued, []
+            for topic, ts, on_delivery in served:
+                on_delivery(KafkaError(KafkaError._PURGE_QUEUE), FakeMessage(topic, ts))
+            return len(served)
+
+        def flush(self, timeout):
+            self.poll(0)
+            return 0
+
+        def purge(self, **kwargs):
+            pass
+
+        def die(self):
+            self.dead = True
+            self.error_cb(KafkaError(KafkaError._GAPLESS_GUARANTEE, fatal=True))
+
+    def dropped(reason: str) -> float:
+        return metrics.RECORDS_DROPPED.labels(reason)._value.get()
+
+    sink = KafkaSink(Settings(), producer_factory=FatalProducer)
+    producer = sink._producer
+    before = {reason: dropped(reason) for reason in ("kafka_fatal", "buffer_full")}
+    assert asyncio.run(sink.produce_many("fatal.t", [(b"k", b"v", i) for i in range(7)])) == 7
+    try:
+        producer.die()
+    except FatalError as exc:
+        assert "_GAPLESS_GUARANTEE" in str(exc)
+    else:
+        raise AssertionError("the fatal error_cb did not raise")
+    assert sink.fatal_error is not None
+    try:
+        asyncio.run(sink.produce_many("fatal.t", [(b"k", b"v", i) for i in range(3)]))
+    except FatalError:
+        pass
+    else:
+        raise AssertionError("produce after the fatal error did not raise FatalError")
+    sink.flush(1.0)  # the 7 queued records fail with purge errors
+    assert sink.in_flight == 0 and sink.abandon("kafka_fatal") == 0
+    assert dropped("kafka_fatal") - before["kafka_fatal"] == 7 + 3
+    assert dropped("buffer_full") - before["buffer_full"] == 0
