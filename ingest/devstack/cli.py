@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ingest.config import ConfigError
 from ingest.devstack.jars import APICURIO_VERSION, KAFKA_VERSION, StackError
-from ingest.devstack.stack import LocalStack
+from ingest.devstack.stack import LocalStack, PortTakenError
 
 
 def default_state_dir() -> Path:
@@ -49,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
             status = stack.status()
             print(json.dumps(status, indent=2))
             return 0 if status["kafka"]["running"] and status["registry"]["running"] else 3
+    except PortTakenError as exc:
+        print(f"ingest stack {args.action}: {exc}", file=sys.stderr)
+        return 2
     except StackError as exc:
         print(f"ingest stack {args.action}: {exc}", file=sys.stderr)
         return 1

@@ -33,6 +33,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTakenError(StackError):
+    """A port the user asked for is in use: their choice to change (``ingest stack`` exits 2, as for bad
+    configuration), not a failure of the stack."""
+
+
 def check_port_free(port: int, what: str) -> None:
     with socket.socket() as sock:
         # Servers (the JVM included) bind with SO_REUSEADDR, so a port in TIME_WAIT is still usable.
@@ -40,7 +45,7 @@ def check_port_free(port: int, what: str) -> None:
         try:
             sock.bind((HOST, port))
         except OSError:
-            raise StackError(f"port {port} for {what} is taken; pick another or use 0 for a free one") from None
+            raise PortTakenError(f"port {port} for {what} is taken; pick another or use 0 for a free one") from None
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
