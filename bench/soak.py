@@ -37,6 +37,7 @@ from bench import soak_faults, soak_stats, soak_verify
 from bench.procs import Child
 from ingest.devstack.stack import LocalStack, free_port
 from ingest.sim.faults import FAULT_TYPES
+from ingest.sim.settings import CAPTURED_EXCHANGE_INFO
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / ".cache" / "binance-ingest"
@@ -79,6 +80,8 @@ class SimCtl(Child):
         flags = ["--port", "0", "--exit-on-stdin-eof", "--seed", str(args.seed), "--interval", str(args.interval),
                  "--max-lifetime", str(args.max_lifetime), "--sent-log", str(sent_log),
                  "--duration", str(args.minutes * 60 + 1800), "--max-queue-frames", "100000"]
+        if CAPTURED_EXCHANGE_INFO.exists():  # the whole 2021 market (1,262 TRADING symbols), not the 250 excerpt
+            flags += ["--exchange-info", str(CAPTURED_EXCHANGE_INFO)]
         if args.symbols:
             flags += ["--symbols", str(args.symbols)]
         super().__init__("sim", [sys.executable, "-m", "ingest.cli", "sim", *flags], out, env)
@@ -152,6 +155,7 @@ class Injector:
         self.delistable = [s["symbol"] for s in info["symbols"]
                            if s["status"] == "TRADING" and s["symbol"] not in TICKER_SYMBOLS]
         self.delistable.reverse()  # the least known symbols first
+        self.trading_at_start = sum(1 for s in info["symbols"] if s["status"] == "TRADING")
         self.counts: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.broker_down = threading.Event()
@@ -302,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sim: SimCtl | None = None
     workers: list[SoakWorker] = []
     started = time.time()
+    git = _git_head()  # the code the workers run: taken at the start, later commits do not change the run
     try:
         sent_log = out / "sent.jsonl"
         sim = SimCtl(out, args, sent_log, env)
@@ -353,9 +358,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "server_shutdown_available": "server_shutdown" in available,
                   "planned": _count(f.kind for f in plan), "applied": injector.counts, "failed": injector.errors,
                   "sim_stats": sim_stats, "exit_codes": exit_codes, "verdict": asdict(verdict),
+                  "trading_symbols": injector.trading_at_start,
+                  "exchange_info": ("the whole 2021 capture" if CAPTURED_EXCHANGE_INFO.exists()
+                                    else "the packaged 2021 excerpt"),
                   "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
                                  final.get("binance_ingest_ws_reconnects_total", {}).items()},
-                  "git": _git_head(), "final_metrics": {k: v for k, v in final.items()
+                  "git": git, "final_metrics": {k: v for k, v in final.items()
                                                         if k.startswith("binance_ingest_")}}
     finally:
         for w in workers:

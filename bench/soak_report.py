@@ -236,6 +236,8 @@ def write(result: dict[str, Any], run_dir: Path, md: Path, png: Path, leak_dir: 
         connections=stats["connections_total"], closes=stats.get("closes", {}),
         rest=stats.get("rest_status", {}), non_ascii="yes" if result["non_ascii"] else "no",
         unavailable=", ".join(f"`{k}`" for k in unavailable) or "none",
+        trading_symbols=f"{result['trading_symbols']:,}" if "trading_symbols" in result else "1,262",
+        exchange_info=result.get("exchange_info", "the whole 2021 capture"),
         fault_table=fault_table(result), reconnects=result["reconnects"],
         identity=identity_section(result), slope_table=slope_table(result),
         warmup=result.get("warmup_s", 0.0) / 60,
@@ -343,9 +345,10 @@ nothing growing (memory, file descriptors, threads, tasks, metric series, connec
 - **{minutes:g} minutes** of faults ({faulty:.1f} min measured, {elapsed:.1f} min in all with start, drain and
   verification), **{replicas} replica(s)** (`--coordination kafka` when more than one), seed {seed}.
   Verdict: **{verdict}**.
-- Simulator at 10x the whole market's rate: every TRADING symbol of the 2021 capture in every 0.1 s array of
-  `!miniTicker@arr` (Binance pushes every 1 s), plus 16 `<symbol>@ticker` streams, so the coordinated replicas
-  have shards to share. **{tickers:,} tickers sent** ({rate:,.0f}/s), {connections} connections in all.
+- Simulator at 10x the market's rate: every TRADING symbol ({trading_symbols} at start, from {exchange_info})
+  in every 0.1 s array of `!miniTicker@arr` (Binance pushes every 1 s), plus 16 `<symbol>@ticker` streams, so
+  the coordinated replicas have shards to share. **{tickers:,} tickers sent** ({rate:,.0f}/s), {connections}
+  connections in all.
 - Connection lifetime 60 s (Binance: 24 h): a rotation every ~55 s. Server-side closes by code: {closes}.
   REST answers by status: {rest}.
 - Listings and delistings every minute; non-ASCII listings: {non_ascii}. Faults not available in this
