@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ---- processes --------------------------------------------------------------------------------------------------
 
 
+def whole_capture(args: argparse.Namespace) -> bool:
+    """Serve the whole 2021 capture (beside the clone in development) unless ``--symbols`` asks for a number."""
+    return not args.symbols and CAPTURED_EXCHANGE_INFO.exists()
+
+
 class SimCtl(Child):
     """The simulator with a sent-log; faults and listings through its control API."""
 
@@ -80,9 +85,9 @@ class SimCtl(Child):
         flags = ["--port", "0", "--exit-on-stdin-eof", "--seed", str(args.seed), "--interval", str(args.interval),
                  "--max-lifetime", str(args.max_lifetime), "--sent-log", str(sent_log),
                  "--duration", str(args.minutes * 60 + 1800), "--max-queue-frames", "100000"]
-        if CAPTURED_EXCHANGE_INFO.exists():  # the whole 2021 market (1,262 TRADING symbols), not the 250 excerpt
+        if whole_capture(args):  # the whole 2021 market (1,262 TRADING symbols), not the 250 excerpt
             flags += ["--exchange-info", str(CAPTURED_EXCHANGE_INFO)]
-        if args.symbols:
+        if args.symbols:  # from the packaged excerpt, which holds every TICKER_SYMBOLS (plus clones beyond 250)
             flags += ["--symbols", str(args.symbols)]
         super().__init__("sim", [sys.executable, "-m", "ingest.cli", "sim", *flags], out, env)
         assert self.proc.stdout is not None
@@ -359,8 +364,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "planned": _count(f.kind for f in plan), "applied": injector.counts, "failed": injector.errors,
                   "sim_stats": sim_stats, "exit_codes": exit_codes, "verdict": asdict(verdict),
                   "trading_symbols": injector.trading_at_start,
-                  "exchange_info": ("the whole 2021 capture" if CAPTURED_EXCHANGE_INFO.exists()
-                                    else "the packaged 2021 excerpt"),
+                  "exchange_info": ("the whole 2021 capture" if whole_capture(args)
+                                    else "the packaged 2021 excerpt and its clones"),
                   "reconnects": {k.split('reason="')[1].rstrip('"'): v for k, v in
                                  final.get("binance_ingest_ws_reconnects_total", {}).items()},
                   "git": git, "final_metrics": {k: v for k, v in final.items()
