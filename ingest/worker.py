@@ -22,7 +22,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ingest import avro, metrics
+from ingest import avro, heap, metrics
 from ingest import config as config_mod
 from ingest.binance import streams as stream_names
 from ingest.binance.connection import FrameMeta, StreamSource
@@ -285,6 +285,8 @@ class Worker:
         tasks = [asyncio.create_task(self.source.run(), name="streams"),
                  asyncio.create_task(self._poll_loop(), name="producer-poll"),
                  asyncio.create_task(self._follow_listings(), name="exchange-info-refresh")]
+        if heap.available():
+            tasks.append(asyncio.create_task(self._trim_heap_loop(), name="heap-trim"))
         if self.coordinator is not None:
             tasks.append(asyncio.create_task(self.coordinator.run(), name="coordination"))
         stopper = asyncio.create_task(self.stop_event.wait(), name="stop")
@@ -326,6 +328,12 @@ class Worker:
         log.info("worker stopped", extra={"acked": self.sink.acked, "failed": self.sink.failed, "abandoned": lost})
         if fatal is not None:
             raise fatal
+
+    async def _trim_heap_loop(self) -> None:
+        """Once a minute, hand memory freed after a burst back to the OS (``ingest.heap`` says why)."""
+        while True:
+            await asyncio.sleep(heap.TRIM_INTERVAL_S)
+            await asyncio.to_thread(heap.trim)
 
     async def _poll_loop(self) -> None:
         """Serve delivery reports even when no frames arrive (Kafka outage recovery, idle streams)."""
