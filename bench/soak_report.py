@@ -274,41 +274,34 @@ def leak_section(leak_dir: Path | None, control_dir: Path | None) -> str:
 
 
 def observations(result: dict[str, Any]) -> str:
+    """What this run showed beyond the verdict, from its own numbers."""
     v = result["verdict"]
     not_owned = v.get("not_owned", 0)
     final = result.get("final_metrics", {})
     frames = sum(final.get("binance_ingest_frames_not_owned_total", {}).values())
     kills = result["applied"].get("broker_kill", 0)
     out = []
-    if result["args"]["replicas"] > 1:
+    if result["args"]["replicas"] > 1 and not_owned:
         out.append(
-            f"- **A broker outage costs a coordinated pair its ticks for 20-30 s.** The {kills} broker kills "
-            f"(down 5-20 s) outlived the group's 10 s session: both replicas lost their shards ('shards lost "
-            f"(session expired)'), released them once the acknowledgement wait ran out, and got them back after "
-            f"the broker returned; in the 60-minute run the windows without an owner lasted 19-28 s (eight times) "
-            f"and once 94 s. Meanwhile every frame was discarded at the frame gate: {not_owned:,.0f} "
-            f"tickers in {frames:,.0f} frames over the run ({100 * not_owned / max(v['sent'], 1):.1f} % of what "
-            f"was sent). Nothing is lost for consumers of the latest state (the gain snapshot restores every "
-            f"symbol; the identity and the 'no unrestored symbol' check hold), but the ticks of those seconds are "
-            f"not in Kafka, while a single worker with the `block` policy buffers them and delivers all after the "
-            f"outage. Keeping the streams flowing into the buffer while the group cannot be reached would need the "
-            f"replicas to agree on ownership without Kafka: a design decision, left to the lead.")
+            f"- **A broker outage costs a coordinated pair its ticks for a while.** The {kills} broker kills "
+            f"(down 5-20 s each, plus the broker's restart) outlive the group's 10 s session: both replicas lose "
+            f"their shards ('shards lost' log lines), release them once the acknowledgement wait runs out, and "
+            f"get them back after the broker returns ('shards assigned'). Meanwhile every frame is discarded at "
+            f"the frame gate: {not_owned:,.0f} tickers in {frames:,.0f} frames over the run "
+            f"({100 * not_owned / max(v['sent'], 1):.1f} % of what was sent). Nothing is lost for consumers of the "
+            f"latest state (the gain snapshot restores every symbol; the identity and the 'no unrestored symbol' "
+            f"check hold), but the ticks of those seconds are not in Kafka, while a single worker with the "
+            f"`block` policy buffers them and delivers all after the outage. Keeping the streams flowing into the "
+            f"buffer while the group cannot be reached would need the replicas to agree on ownership without "
+            f"Kafka (or to accept duplicates across replicas): a design decision, not taken here.")
     unrestored = sum(k["unrestored"] for k in v["kinds"])
     if unrestored:
         out.append(
-            f"- **Found, not fixed: {unrestored} delisted symbols keep a stale last state in Kafka.** The identity "
-            f"check 'every symbol's newest sent tick has an equal or later record' failed for {unrestored} "
-            f"symbols. Matched by hand (faults.jsonl against the workers' 'shards lost' / 'shards assigned' log "
-            f"lines): each was delisted inside a window when no replica owned the `!miniTicker@arr` shard (a broker "
-            f"outage, above), so its last ticks were discarded at the frame gate, and the gain snapshot no longer "
-            f"covers it: since issue 13 snapshots ask for `symbolStatus=TRADING` only. A single worker has the same "
-            f"gap when a symbol is delisted while its connection is down. Possible fix: after a gap, also snapshot "
-            f"the symbols whose status changed since the last produced record (a `symbols=` request), or "
-            f"produce a final ticker per delisting. Failures: {v['failures']}")
-    out.append("- Closed connection objects are freed by the cyclic garbage collector, not at once (reference "
-               "cycles through their tasks): `ws_connection_objects` saw-tooths between 1 and ~5 in a clean run. "
-               "Harmless; the growth test allows a step of 4.")
-    return "\n".join(out)
+            f"- **{unrestored} symbols lack their final state in Kafka**: their newest sent tick has no equal or "
+            f"later record. The fix of the first 60-minute run (restore snapshots ask for symbols that left "
+            f"TRADING in the last 24 h) did not cover them: match faults.jsonl against the workers' 'shards "
+            f"lost' / 'shards assigned' lines. Failures: {v['failures']}")
+    return "\n".join(out) or "- Nothing beyond the verdict."
 
 
 FIXES = """- **Dead letters larger than one Kafka record vanished** (fixed, `ingest/binance/events.py`
