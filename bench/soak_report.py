@@ -288,12 +288,13 @@ def observations(result: dict[str, Any]) -> str:
             f"their shards ('shards lost' log lines), release them once the acknowledgement wait runs out, and "
             f"get them back after the broker returns ('shards assigned'). Meanwhile every frame is discarded at "
             f"the frame gate: {not_owned:,.0f} tickers in {frames:,.0f} frames over the run "
-            f"({100 * not_owned / max(v['sent'], 1):.1f} % of what was sent). Nothing is lost for consumers of the "
-            f"latest state (the gain snapshot restores every symbol; the identity and the 'no unrestored symbol' "
-            f"check hold), but the ticks of those seconds are not in Kafka, while a single worker with the "
-            f"`block` policy buffers them and delivers all after the outage. Keeping the streams flowing into the "
-            f"buffer while the group cannot be reached would need the replicas to agree on ownership without "
-            f"Kafka (or to accept duplicates across replicas): a design decision, not taken here.")
+            f"({100 * not_owned / max(v['sent'], 1):.1f} % of what was sent). "
+            + ("Nothing is lost for consumers of the latest state (the gain snapshot restores every symbol; the "
+               "identity and the 'no unrestored symbol' check hold), but" if not v["failures"] else "And")
+            + " the ticks of those seconds are not in Kafka, while a single worker with the "
+            "`block` policy buffers them and delivers all after the outage. Keeping the streams flowing into the "
+            "buffer while the group cannot be reached would need the replicas to agree on ownership without "
+            "Kafka (or to accept duplicates across replicas): a design decision, not taken here.")
     unrestored = sum(k["unrestored"] for k in v["kinds"])
     if unrestored:
         out.append(
