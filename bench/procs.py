@@ -38,12 +38,13 @@ def peak_rss_mb(pid: int) -> float:
 class Child:
     """A benchmark child process with its log."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env={**os.environ, **(env or {})}, text=True)
+                                     env={**os.environ, **(env or {})}, text=True, cwd=cwd)
 
     def stop(self, timeout_s: float = 20.0) -> int:
         if self.proc.poll() is None:

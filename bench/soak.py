@@ -121,7 +121,9 @@ class SoakWorker(Child):
                 "--rotate-after-s", str(rotate_after)]
         if replicas > 1:
             argv += ["--coordination", "kafka"]
-        super().__init__(f"worker{index}", argv, out, env)
+        # Started in the source tree it runs from: ``python -m`` puts the working directory first on sys.path,
+        # ahead of PYTHONPATH, so from the repository a scratch copy (--worker-src) would never be imported.
+        super().__init__(f"worker{index}", argv, out, env, cwd=Path(env.get("PYTHONPATH", str(REPO))))
         self.proc.stdout.close()  # type: ignore[union-attr]  # the worker logs to stderr
 
     def readyz(self) -> int:
