@@ -254,7 +254,7 @@ def leak_section(leak_dir: Path | None, control_dir: Path | None) -> str:
     if leak_dir is None or not (leak_dir / "result.json").exists():
         return "Not measured in this rendering (pass `--leak-run DIR --control-run DIR` to `--render`)."
     out = ["Proved once on a scratch copy of the repository whose `StreamSource._new_connection` also appends each "
-           "`_Connection` to a module-level list (never in the repository), with the CI soak's command, "
+           "`Connection` to a module-level list (never in the repository), with the CI soak's command, "
            "`python -m bench.soak --minutes 5 --symbols 300`, next to the same command on the real code:", "",
            "| run | verdict | reconnects | connection objects after warm-up: slope per hour (95 % CI), tolerance | "
            "growing series |", "|---|---|---:|---|---|"]
