@@ -36,8 +36,10 @@ from ingest.logs import librdkafka_logger
 
 COUNTERS = ("records_produced_total", "duplicates_suppressed_total", "deadletter_total", "ws_reconnects_total",
             "records_dropped_total")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""Signals that end the demo like Ctrl-C (SIGINT already raises KeyboardInterrupt)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the demo. SIGINT is set here too: a process started in the background by a
+non-interactive shell (``ingest demo &`` in a script, CI runners) inherits SIGINT ignored, and Python then
+never raises KeyboardInterrupt, so ``kill -INT`` would leave the demo and everything it started running."""
 WAIT_NOTE_EVERY_S = 5.0
 """While no record has arrived, say what the demo waits for this often (not a table of zeros)."""
 
@@ -187,14 +189,13 @@ def main(args: argparse.Namespace) -> int:
         pass
     finally:
         # A second signal must not cut the cleanup short (it would orphan what is left).
-        for sig in (*STOP_SIGNALS, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         _stop_all(procs, stack if owned_stack else None)
         with contextlib.suppress(OSError):
             _pid_file(stack).unlink()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         _say("demo stopped; everything it started is stopped")
     return 0
 
