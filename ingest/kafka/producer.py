@@ -81,6 +81,12 @@ def fatal_or_same(exc: KafkaException) -> Exception:
     return exc
 
 
+def kafka_reason(err: KafkaError | None) -> str:
+    """The drop reason named after librdkafka's error, e.g. ``kafka_msg_size_too_large``."""
+    name = (err.name() or str(err.code())) if err is not None else "error"
+    return "kafka_" + name.lower().lstrip("_")
+
+
 class KafkaSink:
     """A keyed, idempotent producer with explicit buffer-full policy and per-record accounting."""
 
@@ -97,7 +103,7 @@ class KafkaSink:
         self.last_error: str | None = None
         self.broker_up = True
         self._purge_reason: str | None = None  # set while abandon() purges: the drop reason of purged records
-        self.fatal_error: str | None = None  # set once librdkafka reported a fatal error: every later failure is it
+        self.fatal_error: str | None = None  # set once librdkafka reported a fatal error (``_note_fatal``)
         self._acked_by_topic: dict[str, _Observations] = {}  # per topic: counts and lags added to metrics
         self._stamps_by_topic: dict[str, list[int]] = {}  # timestamps of acked records, emptied by poll/flush
         self._callbacks: dict[str, Callable[[KafkaError | None, Message], None]] = {}
@@ -130,8 +136,7 @@ class KafkaSink:
             self.in_flight += done
             error = self._note_fatal(fatal_or_same(exc))
             err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            reason = "kafka_fatal" if self.fatal_error is not None else \
-                "kafka_" + ((err.name() if err else None) or "error").lower().lstrip("_")
+            reason = "kafka_fatal" if self.fatal_error is not None else kafka_reason(err)
             metrics.RECORDS_DROPPED.labels(reason).inc(len(records) - done)  # refused: never in librdkafka
             raise error from None
         self.in_flight += done
@@ -277,7 +282,7 @@ class KafkaSink:
         elif code == KafkaError._MSG_TIMED_OUT:
             reason = "delivery_timeout"
         else:
-            reason = "kafka_" + (err.name() or str(code)).lower().lstrip("_")
+            reason = kafka_reason(err)
         metrics.RECORDS_DROPPED.labels(reason).inc()
         metrics.PRODUCER_ERRORS.labels(err.name() or str(code)).inc()
         self.last_error = f"{err.name()}: {err.str()}"
@@ -290,8 +295,7 @@ class KafkaSink:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.broker_up = False
         if err.fatal():
-            self.fatal_error = self.last_error
-            raise FatalProducerError(err)
+            raise self._note_fatal(FatalProducerError(err))
         log.warning("producer error", extra={"reason": self.last_error})
 
     def _on_stats(self, stats_json: str) -> None:
