@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 TRIM_INTERVAL_S = 60.0
 """Once a minute: a burst's freed memory goes back within a minute, at a cost of milliseconds per minute."""

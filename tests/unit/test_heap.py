@@ -15,8 +15,11 @@ BURST = textwrap.dedent("""
     def rss_mb():
         return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
     survivors, frames = [], []
-    for i in range(3000):  # ~150 KB frames interleaved with small objects that outlive them, as in the worker
-        frames.append(bytes(150_000)); survivors.append(bytearray(200))
+    for i in range(3000):
+        # ~150 KB frames of varying size (once a bigger one was freed, glibc's dynamic mmap threshold sends the
+        # rest to the heap), interleaved with 1 KB blocks that outlive them (malloc'd, not pymalloc'd: like
+        # librdkafka's message copies, they pin the heap between the freed frames, so free() cannot shrink it).
+        frames.append(bytes(150_000 - (i % 97) * 64)); survivors.append(bytes(1024))
         if len(frames) > 600:
             frames.clear()
     frames.clear()
