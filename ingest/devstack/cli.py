@@ -49,10 +49,7 @@ def main(args: argparse.Namespace) -> int:
             status = stack.status()
             print(json.dumps(status, indent=2))
             return 0 if status["kafka"]["running"] and status["registry"]["running"] else 3
-    except PortTakenError as exc:
-        print(f"ingest stack {args.action}: {exc}", file=sys.stderr)
-        return 2
     except StackError as exc:
         print(f"ingest stack {args.action}: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, PortTakenError) else 1  # a port in use is the user's setting to change
     return 0
